@@ -1,0 +1,1 @@
+"""Engines that execute kernel programs. SimPy is imported only inside this package."""

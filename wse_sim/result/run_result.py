@@ -1,0 +1,124 @@
+"""The result of a model run: plain data that serialises to JSON (+ an .npz of arrays)."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wse_sim.result.io import atomic_write, atomic_write_json
+
+ARRAY_FIELDS = ("pe_compute_busy", "pe_flops", "pe_sram_peak_bytes", "link_wavelets")
+
+
+@dataclass
+class OpResult:
+    """One op of the run. ``region`` is ``[x, y, width, height]`` in PEs; cycles are PE cycles."""
+
+    name: str
+    kernel: str
+    algorithm: str
+    region: list[int]
+    cycles: float
+    flops: float
+    start_cycle: float = 0.0
+    stage: str = "fwd"
+    layer: int | None = None
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """Headline numbers, per-op breakdown and per-PE / per-link arrays of one run.
+
+    Arrays (shaped like the mesh, ``[y, x]``): ``pe_compute_busy`` fraction of the run's cycles
+    each PE computes; ``pe_flops`` FLOPs executed per PE; ``pe_sram_peak_bytes`` peak bytes per
+    PE; ``link_wavelets`` shape ``(4, H, W)``: wavelets carried on the link leaving each router
+    east, west, north, south.
+    """
+
+    model: str
+    mode: str
+    mesh: dict[str, int]
+    placement: str
+    engine: str
+    preset: str
+    cycles: float
+    seconds: float
+    flops: float
+    tokens: float
+    tokens_per_s: float
+    tflops: float
+    peak_fraction: float
+    utilization: dict[str, float]
+    per_op: list[OpResult] = field(default_factory=list)
+    batch: int = 1
+    seq: int = 0
+    context: int = 0
+    wafers: int = 1
+    dtype: str = "fp16"
+    bottleneck: str | None = None
+    notes: list[str] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    pe_compute_busy: np.ndarray | None = None
+    pe_flops: np.ndarray | None = None
+    pe_sram_peak_bytes: np.ndarray | None = None
+    link_wavelets: np.ndarray | None = None
+
+    # -- serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict without the arrays (they go to the .npz beside the JSON)."""
+        data = {k: v for k, v in asdict(self).items() if k not in ARRAY_FIELDS}
+        data["per_op"] = [asdict(op) for op in self.per_op]
+        return data
+
+    def to_json(self) -> str:
+        from wse_sim.result.io import _json_default
+
+        return json.dumps(self.to_dict(), indent=2, default=_json_default)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in ARRAY_FIELDS if getattr(self, k) is not None}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (JSON) and ``path`` with suffix ``.npz`` (arrays), each atomically."""
+        p = Path(path)
+        arrays = self.arrays()
+        data = self.to_dict()
+        if arrays:
+            npz = p.with_suffix(".npz")
+
+            def write(fh: Any) -> None:
+                buf = io.BytesIO()
+                np.savez_compressed(buf, **arrays)
+                fh.write(buf.getvalue())
+
+            atomic_write(npz, write)
+            data["arrays"] = npz.name
+        atomic_write_json(p, data)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        p = Path(path)
+        data = json.loads(p.read_text())
+        npz_name = data.pop("arrays", None)
+        data["per_op"] = [OpResult(**op) for op in data.get("per_op", [])]
+        result = cls(**data)
+        if npz_name:
+            with np.load(p.parent / npz_name) as z:
+                for k in z.files:
+                    setattr(result, k, z[k])
+        return result
+
+    def to_frame(self) -> Any:
+        """The per-op table as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("to_frame needs pandas: pip install 'wse-sim[pandas]'") from exc
+        return pd.DataFrame([asdict(op) for op in self.per_op])
