@@ -86,7 +86,9 @@ class Kernel(ABC):
         """Choose the tiling; raise :class:`wse_sim.errors.PlanError` when it cannot fit."""
 
     @abstractmethod
-    def program(self, plan: Plan, spec: WaferSpec, inputs: dict[str, np.ndarray] | None = None) -> Program:
+    def program(
+        self, plan: Plan, spec: WaferSpec, inputs: dict[str, np.ndarray] | None = None
+    ) -> Program:
         """The IR program. With ``inputs`` it is functional (moves real data)."""
 
     @abstractmethod

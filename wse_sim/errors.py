@@ -41,7 +41,9 @@ class DeadlockError(WseSimError):
         time: simulated cycle at which progress stopped.
     """
 
-    def __init__(self, message: str, cycle: list[str], waits: list[tuple[str, str, str]], time: float):
+    def __init__(
+        self, message: str, cycle: list[str], waits: list[tuple[str, str, str]], time: float
+    ):
         self.cycle = cycle
         self.waits = waits
         self.time = time

@@ -42,9 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def describe(entry: Any) -> str:
     if isinstance(entry, str):
         return entry
-    return str(getattr(entry, "description", "")).strip().splitlines()[0] if getattr(
-        entry, "description", ""
-    ) else ""
+    return (
+        str(getattr(entry, "description", "")).strip().splitlines()[0]
+        if getattr(entry, "description", "")
+        else ""
+    )
 
 
 def run(args: argparse.Namespace) -> int:

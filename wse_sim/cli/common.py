@@ -9,7 +9,9 @@ from wse_sim.hardware.presets import DEFAULT_PRESET, PRESETS
 from wse_sim.hardware.spec import WaferSpec
 
 
-def add_hardware_arguments(parser: argparse.ArgumentParser, default_preset: str = DEFAULT_PRESET) -> None:
+def add_hardware_arguments(
+    parser: argparse.ArgumentParser, default_preset: str = DEFAULT_PRESET
+) -> None:
     """``--preset``, ``--mesh``, ``--hw`` and ``--set``."""
     g = parser.add_argument_group("hardware")
     g.add_argument(
@@ -18,7 +20,9 @@ def add_hardware_arguments(parser: argparse.ArgumentParser, default_preset: str 
         help=f"hardware preset ({', '.join(PRESETS)}; default {default_preset})",
     )
     g.add_argument("--mesh", default=None, metavar="WxH", help="mesh size in PEs, e.g. 64x64")
-    g.add_argument("--hw", default=None, metavar="FILE.toml", help="hardware file (full or partial spec)")
+    g.add_argument(
+        "--hw", default=None, metavar="FILE.toml", help="hardware file (full or partial spec)"
+    )
     g.add_argument(
         "--set",
         dest="sets",

@@ -44,7 +44,9 @@ def vector_op(kind: str) -> VectorOpKind:
     try:
         return VECTOR_OPS[kind]
     except KeyError:
-        raise ConfigError("op", kind, f"unknown vector op; use one of {', '.join(VECTOR_OPS)}") from None
+        raise ConfigError(
+            "op", kind, f"unknown vector op; use one of {', '.join(VECTOR_OPS)}"
+        ) from None
 
 
 def dtype_bytes(dtype: str) -> int:
@@ -122,4 +124,8 @@ def message_cycles(spec: WaferSpec, hops: int, n_wavelets: int, interval: int = 
     f = spec.fabric
     if n_wavelets <= 0:
         return 0
-    return 2 * f.ramp_latency_cycles + hops * f.hop_latency_cycles + (n_wavelets - 1) * max(1, interval)
+    return (
+        2 * f.ramp_latency_cycles
+        + hops * f.hop_latency_cycles
+        + (n_wavelets - 1) * max(1, interval)
+    )

@@ -59,7 +59,9 @@ def parse_set(item: str) -> tuple[str, str, str]:
     key, sep, value = item.partition("=")
     section, dot, name = key.strip().partition(".")
     if not sep or not dot or not name or not value.strip():
-        raise ConfigError("--set", item, "use section.field=value, e.g. fabric.hop_latency_cycles=2")
+        raise ConfigError(
+            "--set", item, "use section.field=value, e.g. fabric.hop_latency_cycles=2"
+        )
     if section not in SECTIONS:
         raise ConfigError(key, value, f"unknown section; use one of {', '.join(SECTIONS)}")
     return section, name, value.strip()

@@ -16,7 +16,9 @@ class Preset:
 
 
 def _wse2(width: int = 750, height: int = 994, name: str = "wse2") -> WaferSpec:
-    return WaferSpec(name=name, mesh=MeshSpec(width, height), pe=PESpec(), fabric=FabricSpec(), io=IOSpec())
+    return WaferSpec(
+        name=name, mesh=MeshSpec(width, height), pe=PESpec(), fabric=FabricSpec(), io=IOSpec()
+    )
 
 
 def _wse3(width: int = 755, height: int = 1170, name: str = "wse3") -> WaferSpec:
@@ -54,4 +56,6 @@ def get_preset(name: str) -> WaferSpec:
     try:
         return PRESETS[name].spec
     except KeyError:
-        raise ConfigError("preset", name, f"unknown preset; use one of {', '.join(PRESETS)}") from None
+        raise ConfigError(
+            "preset", name, f"unknown preset; use one of {', '.join(PRESETS)}"
+        ) from None

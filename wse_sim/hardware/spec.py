@@ -176,7 +176,9 @@ class IOSpec:
 
     def __post_init__(self) -> None:
         _positive(
-            "io", self, ("io_bytes_per_s", "external_memory_bytes", "wafer_interconnect_bytes_per_s")
+            "io",
+            self,
+            ("io_bytes_per_s", "external_memory_bytes", "wafer_interconnect_bytes_per_s"),
         )
 
 

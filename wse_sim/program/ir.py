@@ -32,12 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 Coord = tuple[int, int]
-IntField = Union[int, np.ndarray]
+IntField = int | np.ndarray
 """An int for every PE, or an int array of shape (region.height, region.width)."""
 
 Memory = dict[str, Any]
@@ -170,7 +170,7 @@ class Stream:
     fn: StreamFn | None = None
 
 
-Op = Union[Send, Recv, Compute, Stream]
+Op = Send | Recv | Compute | Stream
 
 
 @dataclass

@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def compute_utilization(pe_flops: np.ndarray, peak_flops_per_cycle: float, cycles: float) -> np.ndarray:
+def compute_utilization(
+    pe_flops: np.ndarray, peak_flops_per_cycle: float, cycles: float
+) -> np.ndarray:
     """Per-PE fraction of peak: ``pe_flops / (peak_flops_per_cycle * cycles)`` (0 when idle)."""
     if cycles <= 0:
         return np.zeros_like(pe_flops, dtype=float)
