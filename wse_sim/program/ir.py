@@ -17,7 +17,9 @@ Timing semantics (engines must honour them, docs/engine.md gives the formulas):
 * :class:`Send` pushes ``wavelets`` wavelets on ``color`` into the fabric, one every ``interval``
   cycles, towards every PE of its :class:`Dest` rectangle (a multicast tree when more than one).
 * :class:`Recv` consumes ``wavelets`` wavelets from ``color``, one every ``interval`` cycles at
-  best. Messages on one (receiver, color) are matched in the order they were sent.
+  best. It takes the oldest message on that color from its ``src`` PE (from any PE when ``src``
+  is ``None``; then several senders on one color are matched in the order the engine saw them,
+  so give each sender its own color or name the source).
 * :class:`Compute` runs vector instructions; its cycles come from
   :func:`wse_sim.hardware.cost.vector_cycles`.
 * :class:`Stream` fuses a receive, a per-element computation and an optional send: the output
