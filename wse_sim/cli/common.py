@@ -17,11 +17,15 @@ def add_hardware_arguments(
     g.add_argument(
         "--preset",
         default=None,
-        help=f"hardware preset ({', '.join(PRESETS)}; default {default_preset})",
+        help=f"hardware preset ({', '.join(PRESETS)}; default: the --hw file's preset, "
+        f"else {default_preset})",
     )
     g.add_argument("--mesh", default=None, metavar="WxH", help="mesh size in PEs, e.g. 64x64")
     g.add_argument(
-        "--hw", default=None, metavar="FILE.toml", help="hardware file (full or partial spec)"
+        "--hw",
+        default=None,
+        metavar="FILE.toml",
+        help="hardware file: any subset of [mesh], [pe], [fabric], [io]; optional preset, name",
     )
     g.add_argument(
         "--set",
@@ -36,5 +40,10 @@ def add_hardware_arguments(
 
 def spec_from_args(args: argparse.Namespace) -> WaferSpec:
     """Build the :class:`WaferSpec` named by the hardware arguments."""
-    preset = args.preset or (None if args.hw else args._default_preset)
-    return build_spec(preset=preset, hw_file=args.hw, sets=args.sets, mesh=args.mesh)
+    return build_spec(
+        preset=args.preset,
+        hw_file=args.hw,
+        sets=args.sets,
+        mesh=args.mesh,
+        default_preset=getattr(args, "_default_preset", DEFAULT_PRESET),
+    )

@@ -10,18 +10,23 @@ from wse_sim.hardware.spec import FabricSpec, IOSpec, MeshSpec, PESpec, WaferSpe
 
 @dataclass(frozen=True)
 class Preset:
+    """One named machine: ``spec.name`` equals ``name``; ``description`` is one line."""
+
     name: str
     description: str
     spec: WaferSpec
 
 
 def _wse2(width: int = 750, height: int = 994, name: str = "wse2") -> WaferSpec:
+    """WSE-2: every field at its default (see the sources in ``docs/hardware.md``)."""
     return WaferSpec(
         name=name, mesh=MeshSpec(width, height), pe=PESpec(), fabric=FabricSpec(), io=IOSpec()
     )
 
 
 def _wse3(width: int = 755, height: int = 1170, name: str = "wse3") -> WaferSpec:
+    """WSE-3: twice the WSE-2 SIMD widths (SDK docs); the 1.0 GHz clock, FP32 FMAC rate 2 and
+    the 30% faster I/O are estimates (not published)."""
     return WaferSpec(
         name=name,
         mesh=MeshSpec(width, height),
@@ -53,9 +58,6 @@ DEFAULT_PRESET = "wse2"
 
 def get_preset(name: str) -> WaferSpec:
     """The spec of preset ``name``; a :class:`ConfigError` lists the valid names otherwise."""
-    try:
-        return PRESETS[name].spec
-    except KeyError:
-        raise ConfigError(
-            "preset", name, f"unknown preset; use one of {', '.join(PRESETS)}"
-        ) from None
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ConfigError("preset", name, f"unknown preset; use one of {', '.join(PRESETS)}")
+    return PRESETS[name].spec
