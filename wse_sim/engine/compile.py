@@ -58,7 +58,6 @@ class Compiler:
         self.colors = spec.fabric.colors
         self.region = program.region
         self._cycles_cache: dict[tuple, int] = {}
-        self._trees: dict[int, RouteTree] = {}
 
     def compile(self) -> dict[tuple[int, int], list[tuple]]:
         reg = self.region
@@ -75,20 +74,21 @@ class Compiler:
         return dict(zip(coords, lists))
 
     def shared_trees(self) -> set[int]:
-        """``id`` of every route tree compiled so far that uses a link another sender uses too.
+        """``id`` of every route tree routed so far that uses a link another sender uses too.
 
         Messages on such trees must be put on the fabric in simulated-time order; a tree whose
         links only its own sender uses can be reserved whenever the sender gets there.
         """
+        trees = {id(tree): tree for tree in self.router.trees()}
         owner: dict[int, tuple[int, int]] = {}
         shared_links: set[int] = set()
-        for tree in self._trees.values():
+        for tree in trees.values():
             src = tree.src
             for link in tree.links:
                 first = owner.setdefault(link, src)
                 if first != src:
                     shared_links.add(link)
-        return {key for key, tree in self._trees.items() if not shared_links.isdisjoint(tree.links)}
+        return {key for key, tree in trees.items() if not shared_links.isdisjoint(tree.links)}
 
     # -- fields -------------------------------------------------------------------------------
     def _color(self, colors: list) -> list:
@@ -105,7 +105,6 @@ class Compiler:
             tree = self.router.tree(x, y, x0, x1, y0, y1)
         except ValueError as exc:
             raise ProgramError(f"{self.program.name}: {exc}") from None
-        self._trees[id(tree)] = tree
         return tree
 
     def _compute(self, c: Compute, ys: np.ndarray, xs: np.ndarray) -> list[tuple[int, int]]:
@@ -131,23 +130,20 @@ class Compiler:
         ay = (ys + reg.y).tolist()
         d = s.dest
         dx0, dx1, dy0, dy1 = (_values(v, reg, ys, xs) for v in (d.dx0, d.dx1, d.dy0, d.dy1))
-        tree = self._tree
         colors = self._color(_values(s.color, reg, ys, xs))
         counts = _values(s.wavelets, reg, ys, xs)
         intervals = [float(v) for v in _values(s.interval, reg, ys, xs)]
+        cached = self.router.cached
+        trees = []
+        for x, y, a, b, c, e in zip(ax, ay, dx0, dx1, dy0, dy1):
+            key = (x, y, x + a, x + b, y + c, y + e)
+            tree = cached(key)
+            trees.append(tree if tree is not None else self._tree(*key))
         if not head:
-            return [
-                (c, n, k, tree(x, y, x + a, x + b, y + cc, y + e))
-                for x, y, a, b, cc, e, c, n, k in zip(
-                    ax, ay, dx0, dx1, dy0, dy1, colors, counts, intervals
-                )
-            ]
+            return list(zip(colors, counts, intervals, trees))
         code, buf, name = head
         return [
-            (code, c, n, k, tree(x, y, x + a, x + b, y + cc, y + e), buf, name)
-            for x, y, a, b, cc, e, c, n, k in zip(
-                ax, ay, dx0, dx1, dy0, dy1, colors, counts, intervals
-            )
+            (code, c, n, k, t, buf, name) for c, n, k, t in zip(colors, counts, intervals, trees)
         ]
 
     def _recv(self, r: Recv, ys: np.ndarray, xs: np.ndarray) -> list[tuple]:

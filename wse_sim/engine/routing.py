@@ -55,10 +55,16 @@ class Router:
         self.width = width
         self.height = height
         self._cache: dict[tuple[int, int, int, int, int, int], RouteTree] = {}
+        self.cached = self._cache.get
+        """``cached((sx, sy, x0, x1, y0, y1))``: the tree if it was built before, else None."""
 
     @property
     def num_links(self) -> int:
         return 4 * self.width * self.height
+
+    def trees(self) -> list[RouteTree]:
+        """Every tree built so far."""
+        return list(self._cache.values())
 
     def link(self, x: int, y: int, direction: int) -> int:
         """Flat index of the link leaving router ``(x, y)`` towards ``direction``."""
