@@ -1,0 +1,49 @@
+"""The default point function: one model run through ``wse_sim.api.run``.
+
+A point's plain keys (``model``, ``mesh``, ``placement``, ``mode``, ``batch``, ``seq``,
+``engine``, ...) are passed as keyword arguments; dotted keys (``fabric.hop_latency_cycles``)
+are hardware overrides and are passed together as ``sets=["fabric.hop_latency_cycles=2", ...]``,
+the same form as the CLI's ``--set``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wse_sim.errors import WseSimError
+from wse_sim.sweep.grid import Point
+
+
+def split_point(point: Point) -> tuple[dict[str, Any], list[str]]:
+    """``(keyword arguments, hardware overrides as "section.field=value")`` of a point."""
+    kwargs = {k: v for k, v in point.items() if "." not in k}
+    sets = [f"{k}={v}" for k, v in point.items() if "." in k]
+    return kwargs, sets
+
+
+def _api_run() -> Any:
+    try:
+        from wse_sim.api import run
+    except ImportError:
+        raise WseSimError(
+            "sweep: wse_sim.api.run is not available in this installation; give a point "
+            "function of your own (run_sweep(point_fn=...) or --point-fn MODULE:FUNCTION)"
+        ) from None
+    return run
+
+
+def check_available() -> None:
+    """Raise a one-line :class:`WseSimError` now if the default point function cannot work."""
+    _api_run()
+
+
+def run_point(point: Point) -> dict[str, Any]:
+    """Run the model of ``point`` and return its headline numbers: ``RunResult.to_dict()``
+    without ``per_op`` (cycles, seconds, tokens_per_s, tflops, peak_fraction, utilization...)."""
+    run = _api_run()
+    kwargs, sets = split_point(point)
+    if sets:
+        kwargs["sets"] = sets
+    data = run(**kwargs).to_dict()
+    data.pop("per_op", None)
+    return data
