@@ -41,9 +41,12 @@ def _ops(g: nx.DiGraph) -> list[OpSpec]:
 
 # -- closed forms, written independently of the builder ---------------------------------------
 def _attention(m: ModelSpec, batch: int, q: int, ctx: int) -> float:
-    """Per (batch, head): 4*q*ctx*head_dim (QK^T and PV) + 5*q*ctx (softmax); causal halves."""
-    per_head = (4 * m.head_dim + 5) * q * ctx
-    return batch * m.heads * per_head * (0.5 if q > 1 else 1.0)
+    """Per (batch, head): (4*head_dim + 5) FLOPs per (query, key) pair (QK^T, PV, softmax).
+
+    Causal prefill (q == ctx) visits the lower triangle with its diagonal: q*(q+1)/2 pairs.
+    """
+    pairs = q * (ctx - q) + q * (q + 1) / 2 if q > 1 else q * ctx
+    return batch * m.heads * (4 * m.head_dim + 5) * pairs
 
 
 def _layer_parts(m: ModelSpec, T: int) -> dict[str, float]:

@@ -1,0 +1,236 @@
+"""Building blocks shared by the prefill and decode attention programs.
+
+* :class:`Work`: one vector instruction group (kind, elements, instructions, SRAM bytes), the
+  unit both the IR program and the closed-form estimate are built from, so that they cannot
+  drift apart. Its cycles come from :func:`wse_sim.hardware.cost.vector_cycles` only.
+* Per-PE fields: helpers that keep per-PE quantities as scalars when they are uniform and as
+  cheap broadcast views of small patterns otherwise (no per-PE Python loops).
+* Numerics used by the functional programs: element rounding to the kernel dtype, the
+  online-softmax update of one key tile and the merge of two partial softmax states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wse_sim.hardware import cost
+from wse_sim.hardware.spec import WaferSpec
+from wse_sim.program.ir import Compute, ComputeFn, IntField, Region
+
+ACC_BYTES = 4
+"""Bytes of one accumulator element (running max, running sum, output accumulator): fp32."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """A group of vector instructions of one kind on one PE.
+
+    Attributes:
+        kind: vector op kind of :mod:`wse_sim.hardware.cost` (``fmac``, ``mul``, ``exp`` ...).
+        elements: element-ops in total (int or per-PE int array).
+        instructions: vector instructions issued (each costs the instruction overhead).
+        reads: SRAM bytes read.
+        writes: SRAM bytes written.
+    """
+
+    kind: str
+    elements: IntField
+    instructions: IntField
+    reads: IntField = 0
+    writes: IntField = 0
+
+
+def alu_work(kind: str, elements: IntField, instructions: IntField, nbytes: int) -> Work:
+    """An element-wise op that reads and writes one ``nbytes`` operand per element."""
+    e = np.asarray(elements)
+    return Work(kind, as_field(e), instructions, as_field(e * nbytes), as_field(e * nbytes))
+
+
+def as_field(value: IntField | np.ndarray) -> IntField:
+    """A Python int when ``value`` is uniform, else an int64 array (views are kept)."""
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return int(arr)
+    flat_min, flat_max = arr.min(), arr.max()
+    if flat_min == flat_max:
+        return int(flat_min)
+    return arr.astype(np.int64, copy=False)
+
+
+def work_cycles(spec: WaferSpec, dtype: str, work: Work) -> IntField:
+    """Cycles of ``work`` (per PE when any of its fields is an array).
+
+    Evaluates :func:`wse_sim.hardware.cost.vector_cycles` once per distinct combination of
+    (elements, instructions, reads, writes), so that full-wafer fields stay cheap.
+    """
+    fields = [work.elements, work.instructions, work.reads, work.writes]
+    if not any(isinstance(f, np.ndarray) for f in fields):
+        return cost.vector_cycles(
+            spec, work.kind, dtype, int(work.elements), int(work.instructions),
+            int(work.reads), int(work.writes),
+        )  # fmt: skip
+    shape = np.broadcast_shapes(*(np.shape(f) for f in fields))
+    columns = [np.broadcast_to(np.asarray(f, dtype=np.int64), shape).ravel() for f in fields]
+    # One int64 key per PE from the per-field codes (mixed radix), then unique on that key.
+    key = np.zeros(columns[0].shape, dtype=np.int64)
+    for col in columns:
+        values, codes = np.unique(col, return_inverse=True)
+        key = key * len(values) + codes.reshape(-1)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    cycles = np.array(
+        [
+            cost.vector_cycles(spec, work.kind, dtype, *(int(col[i]) for col in columns))
+            for i in first
+        ],
+        dtype=np.int64,
+    )
+    return as_field(cycles[inverse.reshape(-1)].reshape(shape))
+
+
+def works_cycles(spec: WaferSpec, dtype: str, works: list[Work]) -> IntField:
+    """Total cycles of several work groups executed one after the other."""
+    total: IntField = 0
+    for w in works:
+        total = as_field(np.asarray(total) + np.asarray(work_cycles(spec, dtype, w)))
+    return total
+
+
+def work_flops(work: Work) -> IntField:
+    """FLOPs of ``work`` as :mod:`wse_sim.hardware.cost` counts them."""
+    per = cost.vector_op(work.kind).flops_per_element
+    return as_field(np.asarray(work.elements) * per)
+
+
+def works_flops(works: list[Work]) -> IntField:
+    total: IntField = 0
+    for w in works:
+        total = as_field(np.asarray(total) + np.asarray(work_flops(w)))
+    return total
+
+
+def compute_ops(
+    works: list[Work],
+    dtype: str,
+    mask: np.ndarray | None,
+    fn: ComputeFn | None = None,
+) -> list[Compute]:
+    """IR ``Compute`` ops for ``works``; ``fn`` (the functional update) rides on the last one."""
+    ops = [
+        Compute(
+            kind=w.kind,
+            elements=w.elements,
+            dtype=dtype,
+            instructions=w.instructions,
+            sram_read_bytes=w.reads,
+            sram_write_bytes=w.writes,
+            mask=mask,
+        )
+        for w in works
+    ]
+    if ops:
+        ops[-1].fn = fn
+    return ops
+
+
+def used_region(region: Region, width: int, height: int) -> Region:
+    """The ``width`` x ``height`` PEs at the north-west corner of ``region`` a layout uses."""
+    return Region(region.x, region.y, width, height)
+
+
+def pad_to(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``values`` (the used sub-region, north-west aligned) in an array of ``shape``, 0 elsewhere."""
+    out = np.zeros(shape, dtype=float)
+    out[: values.shape[0], : values.shape[1]] = values
+    return out
+
+
+# -- numerics of the functional programs -------------------------------------------------------
+
+
+def numpy_dtype(dtype: str) -> type:
+    """The numpy type inputs of ``dtype`` are stored in (bf16 is held in float32)."""
+    return {"fp16": np.float16, "fp32": np.float32, "bf16": np.float32}[dtype]
+
+
+def round_to(dtype: str, x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to ``dtype`` precision, returned as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    if dtype == "fp16":
+        return x.astype(np.float16).astype(np.float32)
+    if dtype == "bf16":
+        bits = x.view(np.uint32).astype(np.uint64)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return rounded.astype(np.uint32).view(np.float32)
+    return x
+
+
+def online_update(
+    state: dict[str, np.ndarray],
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    allowed: np.ndarray,
+    scale: float,
+) -> None:
+    """Fold one key/value tile into a running softmax state (flash-style), in fp32.
+
+    ``q``: (..., rows, d); ``k``, ``v``: (..., keys, d) broadcastable against ``q``'s leading
+    axes; ``allowed``: (rows, keys) bool. ``state`` holds ``m`` (..., rows), ``l`` (..., rows)
+    and ``o`` (..., rows, d) and is updated in place.
+    """
+    s = np.einsum("...qd,...kd->...qk", q, k) * np.float32(scale)
+    s = np.where(allowed, s, -np.inf)
+    m_old = state["m"]
+    m_new = np.maximum(m_old, s.max(axis=-1))
+    finite = np.isfinite(m_new)
+    m_safe = np.where(finite, m_new, 0.0)
+    alpha = np.where(finite, np.exp(m_old - m_safe), 1.0)
+    p = np.exp(s - m_safe[..., None])
+    state["m"] = m_new.astype(np.float32)
+    state["l"] = (state["l"] * alpha + p.sum(axis=-1)).astype(np.float32)
+    state["o"] = (state["o"] * alpha[..., None] + np.einsum("...qk,...kd->...qd", p, v)).astype(
+        np.float32
+    )
+
+
+def empty_state(shape: tuple[int, ...], d: int) -> dict[str, np.ndarray]:
+    """A softmax state with no keys seen: m = -inf, l = 0, o = 0."""
+    return {
+        "m": np.full(shape, -np.inf, dtype=np.float32),
+        "l": np.zeros(shape, dtype=np.float32),
+        "o": np.zeros((*shape, d), dtype=np.float32),
+    }
+
+
+def pack_state(state: dict[str, np.ndarray]) -> np.ndarray:
+    """(…, d + 2) array: ``o`` then ``m`` then ``l`` (the payload of a reduction message)."""
+    return np.concatenate([state["o"], state["m"][..., None], state["l"][..., None]], axis=-1)
+
+
+def unpack_state(packed: np.ndarray) -> dict[str, np.ndarray]:
+    return {"o": packed[..., :-2], "m": packed[..., -2], "l": packed[..., -1]}
+
+
+def merge_states(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Merge two packed partial softmax states over disjoint key sets."""
+    sa, sb = unpack_state(a), unpack_state(b)
+    m = np.maximum(sa["m"], sb["m"])
+    finite = np.isfinite(m)
+    m_safe = np.where(finite, m, 0.0)
+    wa = np.where(finite, np.exp(sa["m"] - m_safe), 0.0)
+    wb = np.where(finite, np.exp(sb["m"] - m_safe), 0.0)
+    merged = {
+        "m": m,
+        "l": sa["l"] * wa + sb["l"] * wb,
+        "o": sa["o"] * wa[..., None] + sb["o"] * wb[..., None],
+    }
+    return pack_state(merged).astype(np.float32)
+
+
+def finish_state(state: dict[str, np.ndarray], dtype: str) -> np.ndarray:
+    """``o / l`` rounded to ``dtype`` (rows that saw no key give 0)."""
+    l = state["l"]
+    inv = np.where(l > 0, 1.0 / np.where(l > 0, l, 1.0), 0.0)
+    return round_to(dtype, state["o"] * inv[..., None])
