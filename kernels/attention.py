@@ -22,14 +22,14 @@ import math
 from typing import Any
 
 import numpy as np
-from wse_sim.kernels import _attention_decode as dec
-from wse_sim.kernels import _attention_prefill as pre
-from wse_sim.kernels._attention_common import numpy_dtype, round_to
-from wse_sim.kernels.base import Estimate, Kernel, Plan, register
 
 from wse_sim.errors import ConfigError
 from wse_sim.hardware.cost import dtype_bytes
 from wse_sim.hardware.spec import WaferSpec
+from wse_sim.kernels import _attention_decode as dec
+from wse_sim.kernels import _attention_prefill as pre
+from wse_sim.kernels._attention_common import numpy_dtype, round_to
+from wse_sim.kernels.base import Estimate, Kernel, Plan, register
 from wse_sim.program.ir import Program, Region
 
 PHASES = ("prefill", "decode")

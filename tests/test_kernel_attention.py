@@ -7,12 +7,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from wse_sim.kernels import KERNELS
-from wse_sim.kernels.attention import AttentionKernel, attention_flops
 
 from wse_sim.engine.des import run_program
 from wse_sim.errors import ConfigError, PlanError
 from wse_sim.hardware.presets import get_preset
+from wse_sim.kernels import KERNELS
+from wse_sim.kernels.attention import AttentionKernel, attention_flops
 from wse_sim.program.ir import Region
 
 K = AttentionKernel()

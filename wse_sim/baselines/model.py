@@ -28,6 +28,7 @@ from typing import Any
 
 from wse_sim.baselines.gpus import GpuSpec, dtype_bytes, get_gpu
 from wse_sim.errors import ConfigError
+from wse_sim.graph._flops import attention_flops
 from wse_sim.graph.ops import OpSpec
 
 GEMM_TILES: tuple[tuple[int, int, float], ...] = (
@@ -197,18 +198,6 @@ def attention_efficiency(gpu: GpuSpec | str, key_len: float) -> float:
     if key_len <= 0:
         return 0.0
     return gpu.attn_eta_max * key_len / (key_len + gpu.attn_l_half)
-
-
-def attention_flops(
-    batch: int, heads: int, seq: int, context: int, head_dim: int, causal: bool
-) -> float:
-    """FLOPs of attention (QK^T and PV matmuls plus 5 per score for softmax) [FLOP].
-
-    Per (batch, head): ``4 seq ctx head_dim + 5 seq ctx``, halved for causal prefill
-    (``seq == context``), the graph's convention.
-    """
-    f = batch * heads * (4.0 * seq * context * head_dim + 5.0 * seq * context)
-    return f / 2 if causal and seq == context and seq > 1 else f
 
 
 def attention_bytes(

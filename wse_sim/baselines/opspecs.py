@@ -3,27 +3,21 @@
 The calibration points, the reference transformer graphs and the tests use these to make ops
 without the compiler's graph builder. Conventions (those of ``wse_sim.graph.build``): a GEMM is
 ``2 m n k`` FLOPs; attention per (batch, head) ``4 seq ctx head_dim + 5 seq ctx``, halved for
-causal prefill; per element: add/mul 1, gelu 8, silu 4, layernorm 8, rmsnorm 5, softmax 5,
-adamw 12, copy 0. Bytes are each operand read or written once.
+causal prefill; per element: the kernel library's counts (``wse_sim.kernels._flops``). Bytes are
+each operand read or written once.
 """
 
 from __future__ import annotations
 
 from wse_sim.baselines.gpus import dtype_bytes
-from wse_sim.baselines.model import attention_flops
 from wse_sim.errors import ConfigError
+from wse_sim.graph._flops import attention_flops
 from wse_sim.graph.ops import OpSpec
+from wse_sim.kernels._flops import ELEMENTWISE_STEPS, ROWWISE_STEPS, flops_per_element
 
 FLOPS_PER_ELEMENT: dict[str, int] = {
-    "add": 1,
-    "mul": 1,
-    "gelu": 8,
-    "silu": 4,
-    "copy": 0,
-    "adamw": 12,
-    "layernorm": 8,
-    "rmsnorm": 5,
-    "softmax": 5,
+    **{op: flops_per_element("elementwise", op) for op in ELEMENTWISE_STEPS},
+    **{kernel: flops_per_element(kernel) for kernel in ROWWISE_STEPS},
 }
 """FLOPs per element of each elementwise, norm and softmax kernel [FLOP]."""
 
