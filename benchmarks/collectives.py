@@ -12,15 +12,14 @@ import csv
 import time
 from pathlib import Path
 
+from wse_sim.engine.des import run_program
+from wse_sim.hardware import get_preset
 from wse_sim.kernels.allreduce import Allreduce
 from wse_sim.kernels.broadcast import Broadcast
 from wse_sim.kernels.elementwise import Elementwise
 from wse_sim.kernels.norms import LayerNorm, RMSNorm
 from wse_sim.kernels.reduce import Reduce
 from wse_sim.kernels.softmax import Softmax
-
-from wse_sim.engine.des import run_program
-from wse_sim.hardware import get_preset
 from wse_sim.program import Region
 
 VECTOR = [Broadcast(), Reduce(), Allreduce()]

@@ -23,6 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from wse_sim.errors import PlanError
+from wse_sim.hardware import cost
+from wse_sim.hardware.spec import WaferSpec
 from wse_sim.kernels._attention_common import (
     ACC_BYTES,
     Work,
@@ -42,10 +46,6 @@ from wse_sim.kernels._attention_common import (
     works_flops,
 )
 from wse_sim.kernels.base import Estimate, Plan
-
-from wse_sim.errors import PlanError
-from wse_sim.hardware import cost
-from wse_sim.hardware.spec import WaferSpec
 from wse_sim.program.ir import Dest, Phase, Program, Recv, Region, Send
 
 Q_COLOR = 0

@@ -26,6 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from wse_sim.errors import PlanError
+from wse_sim.hardware import cost
+from wse_sim.hardware.spec import WaferSpec
 from wse_sim.kernels._attention_common import (
     ACC_BYTES,
     Work,
@@ -43,10 +47,6 @@ from wse_sim.kernels._attention_common import (
     works_flops,
 )
 from wse_sim.kernels.base import Estimate, Plan
-
-from wse_sim.errors import PlanError
-from wse_sim.hardware import cost
-from wse_sim.hardware.spec import WaferSpec
 from wse_sim.program.ir import (
     Compute,
     Dest,

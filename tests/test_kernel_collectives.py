@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from wse_sim.engine.des import run_program
+from wse_sim.errors import ConfigError, PlanError
+from wse_sim.hardware import get_preset
+from wse_sim.hardware.cost import message_cycles, wavelets
 from wse_sim.kernels import _collective_cost as cc
 from wse_sim.kernels._collective_ops import folded_ring
 from wse_sim.kernels.allreduce import Allreduce
 from wse_sim.kernels.base import KERNELS
 from wse_sim.kernels.broadcast import Broadcast
 from wse_sim.kernels.reduce import Reduce
-
-from wse_sim.engine.des import run_program
-from wse_sim.errors import ConfigError, PlanError
-from wse_sim.hardware import get_preset
-from wse_sim.hardware.cost import message_cycles, wavelets
 from wse_sim.program import Region
 
 SPEC = get_preset("small")  # 16x16 mesh of WSE-2 PEs

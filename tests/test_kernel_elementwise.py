@@ -6,13 +6,13 @@ import math
 
 import numpy as np
 import pytest
-from wse_sim.kernels._flops import ADAMW_FLOPS_PER_ELEMENT, flops_per_element
-from wse_sim.kernels.elementwise import Elementwise
 
 from wse_sim.engine.des import run_program
 from wse_sim.errors import ConfigError, PlanError
 from wse_sim.hardware import get_preset
 from wse_sim.hardware.cost import vector_cycles
+from wse_sim.kernels._flops import ADAMW_FLOPS_PER_ELEMENT, flops_per_element
+from wse_sim.kernels.elementwise import Elementwise
 from wse_sim.program import Region
 
 SPEC = get_preset("small")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from wse_sim.kernels import _collective_cost as cc
-from wse_sim.kernels._flops import ROWWISE_STEPS, flops_per_element
-from wse_sim.kernels.base import KERNELS
-from wse_sim.kernels.norms import LayerNorm, RMSNorm
-from wse_sim.kernels.softmax import Softmax
 
 from wse_sim.engine.des import run_program
 from wse_sim.errors import ConfigError, PlanError
 from wse_sim.hardware import get_preset
 from wse_sim.hardware.cost import VECTOR_OPS, dtype_bytes, message_cycles, vector_cycles
+from wse_sim.kernels import _collective_cost as cc
+from wse_sim.kernels._flops import ROWWISE_STEPS, flops_per_element
+from wse_sim.kernels.base import KERNELS
+from wse_sim.kernels.norms import LayerNorm, RMSNorm
+from wse_sim.kernels.softmax import Softmax
 from wse_sim.program import Region
 
 SPEC = get_preset("small")
