@@ -58,6 +58,11 @@ class Compiler:
         self.colors = spec.fabric.colors
         self.region = program.region
         self._cycles_cache: dict[tuple, int] = {}
+        # Programs repeat the same mask and destination many times (one per step): resolve the
+        # active PEs and their route trees once per (mask, destination offsets).
+        self._masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._mask_key = 0
+        self._tree_lists: dict[tuple, list[RouteTree]] = {}
 
     def compile(self) -> dict[tuple[int, int], list[tuple]]:
         reg = self.region
@@ -65,7 +70,12 @@ class Compiler:
         lists: list[list[tuple]] = [[] for _ in coords]
         w = reg.width
         for phase, op in self.program.ops():
-            ys, xs = _active(op.mask, reg)
+            mask_key = id(op.mask)
+            active = self._masks.get(mask_key)
+            if active is None:
+                active = self._masks[mask_key] = _active(op.mask, reg)
+            ys, xs = active
+            self._mask_key = mask_key
             if len(ys) == 0:
                 continue
             tuples = self._op(op, phase.name, ys, xs)
@@ -133,12 +143,20 @@ class Compiler:
         colors = self._color(_values(s.color, reg, ys, xs))
         counts = _values(s.wavelets, reg, ys, xs)
         intervals = [float(v) for v in _values(s.interval, reg, ys, xs)]
-        cached = self.router.cached
-        trees = []
-        for x, y, a, b, c, e in zip(ax, ay, dx0, dx1, dy0, dy1):
-            key = (x, y, x + a, x + b, y + c, y + e)
-            tree = cached(key)
-            trees.append(tree if tree is not None else self._tree(*key))
+        offsets = (d.dx0, d.dx1, d.dy0, d.dy1)
+        list_key = None
+        if all(isinstance(v, int) for v in offsets):
+            list_key = (self._mask_key, *offsets)
+        trees = self._tree_lists.get(list_key) if list_key is not None else None
+        if trees is None:
+            cached = self.router.cached
+            trees = []
+            for x, y, a, b, c, e in zip(ax, ay, dx0, dx1, dy0, dy1):
+                key = (x, y, x + a, x + b, y + c, y + e)
+                tree = cached(key)
+                trees.append(tree if tree is not None else self._tree(*key))
+            if list_key is not None:
+                self._tree_lists[list_key] = trees
         if not head:
             return list(zip(colors, counts, intervals, trees))
         code, buf, name = head
