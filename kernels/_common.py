@@ -283,7 +283,9 @@ def skew_cycles(spec: WaferSpec, n: int, ring: np.ndarray) -> float:
     round ``r`` moves only the lines with index ``>= r``.
 
     PEs that sit a round out run ahead, so the busiest PE (it shifts in every round) finds its
-    partners' data waiting: it pays its own compute-engine time per round (``2n``) and no chain latency (docs/kernels.md). ``spec`` is unused; kept for symmetry.
+    partners' data waiting: it pays its own compute-engine time per round (``2n``) and no
+    chain latency (docs/kernels.md). ``spec`` is unused; kept for symmetry with
+    :func:`exchange_cycles`.
     """
     p = len(ring)
     if p <= 1 or n <= 0:

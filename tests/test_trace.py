@@ -283,9 +283,8 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, case) -> None:
 def test_trace_of_a_small_des_run() -> None:
     des = pytest.importorskip("wse_sim.engine.des")
     pytest.importorskip("wse_sim.kernels.allreduce")
-    from wse_sim.kernels import KERNELS
-
     from wse_sim.hardware.presets import get_preset
+    from wse_sim.kernels import KERNELS
     from wse_sim.program.ir import Region
 
     spec = get_preset("small")

@@ -3,7 +3,8 @@
 Two kinds of work:
 
 * a model step (:func:`compare_model`): one layer graph from one :func:`build_graph` call is
-  costed on the wafer (:func:`wse_sim.api.run`) and on each GPU (:func:`cost_graph`);
+  costed on the wafer (:func:`wse_sim.api.simulate_model`, which returns the graph it built)
+  and on each GPU (:func:`cost_graph`);
 * one kernel (:func:`compare_kernel`): the wafer runs it with :func:`run_kernel` (closed form by
   default), each GPU costs the :class:`OpSpec` the layer graph would hold for it (:func:`op_cost`).
 
@@ -11,7 +12,8 @@ Every system becomes one :class:`CompareRow` of plain numbers; formatting is the
 (``wse-sim compare``, ``benchmarks/wafer_vs_gpu.py``). Definitions, per row:
 
 * ``seconds``: time of one step [s]: the kernel, a prefill of the whole batch, one decode step
-  (one new token for every sequence) or one training step;
+  (one new token for every sequence) or one training step, from its start to its end (for a
+  wafer pipeline: one batch's latency, not the steady-state interval between batches);
 * ``tflops = flops / seconds / 1e12`` [TFLOP/s], ``flops`` being the work's FLOPs [FLOP];
 * ``peak_fraction = flops / (seconds * peak)`` with ``peak`` the whole system's dense peak
   (every PE of every wafer; every GPU) [1];
@@ -25,7 +27,6 @@ Every system becomes one :class:`CompareRow` of plain numbers; formatting is the
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -44,7 +45,7 @@ from wse_sim.hardware.spec import WaferSpec
 DEFAULT_GPUS: tuple[str, ...] = ("a100-80gb", "h100", "h200")
 """GPUs compared when none are named."""
 
-KERNELS: tuple[str, ...] = (
+COMPARE_KERNELS: tuple[str, ...] = (
     "gemm",
     "gemv",
     "attention",
@@ -72,7 +73,7 @@ WAFER_POWER_SOURCES: dict[str, str] = {
 
 CALIBRATION_GROUPS: dict[str, str] = {
     "gemm-large": "GEMMs with m, n, k >= 1024 (compute-bound)",
-    "gemm-weight": "GEMMs with m <= 256 (weight-bound, decode-like)",
+    "gemm-weight": "GEMMs with m <= 256 and n, k >= 1024 (weight-bound, decode-like)",
     "gemm-small": "other GEMMs (short n or k)",
     "attention": "fused attention (FlashAttention-2/3)",
     "memory": "memory-bound kernels (copy, elementwise, norms, softmax)",
@@ -106,11 +107,12 @@ class WaferOptions:
     Attributes:
         preset, mesh, hw, sets: the hardware (as ``--preset``, ``--mesh WxH``, ``--hw`` and
             ``--set``); ``preset`` ``None`` means ``wse2``.
-        placement: placement name for a model step (``None``: the compiler's default).
+        placement: placement name or file for a model step (``None``: ``auto`` on one wafer,
+            ``stream`` on several).
         engine: ``analytic`` (default) or ``des``.
         wafers: wafers of a model step (kernels run on one).
         algorithm: kernel algorithm (``None``: the kernel's choice).
-        options: any other keyword :func:`wse_sim.api.run` takes.
+        options: any other keyword :func:`wse_sim.api.simulate_model` takes (e.g. ``gemm``).
     """
 
     preset: str | None = None
@@ -149,8 +151,8 @@ class Calibration:
         error: the worst signed relative error among their points, ``(model - measured) /
             measured`` [1].
         points: how many points.
-        gpus: the GPUs the points were measured on (the row's own GPU when it has points in
-            these groups, else every GPU that has).
+        gpus: the GPUs the points were measured on (per group: the row's own GPU when it has
+            points in that group, else every GPU that has).
     """
 
     groups: list[str]
@@ -164,8 +166,11 @@ class CompareRow:
     """One system's cost of the work. Units: seconds [s], flops [FLOP], tflops and peak_tflops
     [TFLOP/s], tokens [tokens], tokens_per_s [tokens/s], power_w [W], energy_j [J].
 
-    ``seconds`` (and what derives from it) is ``None`` when the work does not fit the system
-    (``fits`` is False and ``error`` says why).
+    ``kind`` is ``wafer`` or ``gpu``; ``work`` is ``prefill``, ``decode``, ``train`` or
+    ``kernel:NAME``; ``devices`` counts wafers or GPUs. ``fits`` False: on a wafer no placement
+    fits (``seconds`` and what derives from it are ``None``, ``error`` says why); on GPUs the
+    weights and state exceed HBM (the time is still given, as if the memory were there).
+    ``config`` says how the system was set up and holds the ``workload``.
     """
 
     system: str
@@ -249,8 +254,9 @@ def point_group(point: dict[str, Any]) -> str:
 
 
 def gemm_group(m: int, n: int, k: int) -> str:
-    """``gemm-weight`` (m <= 256), ``gemm-large`` (m, n, k >= 1024) or ``gemm-small``."""
-    if m <= 256:
+    """``gemm-weight`` (m <= 256 with n, k >= 1024), ``gemm-large`` (m, n, k >= 1024) or
+    ``gemm-small`` (the rest)."""
+    if m <= 256 and min(n, k) >= 1024:
         return "gemm-weight"
     if min(m, n, k) >= 1024:
         return "gemm-large"
@@ -342,118 +348,144 @@ def gpu_row_from_result(res: GpuResult, work: str, calib: Calibration | None) ->
     )
 
 
-def _api_run() -> Any:
-    try:
-        from wse_sim.api import run
-    except ImportError:
-        raise ConfigError(
-            "wafer", "model", "the compiler (wse_sim.api) is not installed; compare a --kernel"
-        ) from None
-    return run
+def wafer_placement(opts: WaferOptions, placement: str | None = None) -> str:
+    """The placement to run: ``placement``, else ``opts.placement``, else ``auto`` (``whole``
+    when the weights fit, else ``stream``) on one wafer and ``stream`` on several."""
+    if placement is not None:
+        return placement
+    if opts.placement is not None:
+        return opts.placement
+    return "auto" if opts.wafers == 1 else "stream"
 
 
 def run_wafer_model(
-    graph: nx.DiGraph, opts: WaferOptions, placement: str | None = None, model: str | None = None
+    model: str,
+    mode: str,
+    batch: int = 1,
+    seq: int | None = None,
+    context: int | None = None,
+    dtype: str | None = None,
+    opts: WaferOptions | None = None,
+    placement: str | None = None,
+    spec: WaferSpec | None = None,
 ) -> Any:
-    """Run the model step of ``graph`` on the wafer; return the :class:`RunResult`.
+    """Run one model step on the wafer: :func:`wse_sim.api.simulate_model`, which returns the
+    :class:`RunResult` and the layer graph it built (the one the GPUs then cost)."""
+    from wse_sim.api import simulate_model
 
-    The graph itself is handed to :func:`wse_sim.api.run` when it takes one (``graph=``);
-    otherwise the same model (``model``: the name or path the graph was built from, default the
-    graph's model name) and sizes are, and :func:`wafer_model_row` checks that the FLOPs agree.
-    """
-    run = _api_run()
-    g = graph.graph
-    decode = g["mode"] == "decode"
-    kwargs: dict[str, Any] = {
-        "model": model or g["model"],
-        "mode": g["mode"],
-        "batch": g["batch"],
-        "seq": None if decode else g["seq"],
-        "context": g["context"] if decode else None,
-        "dtype": g.get("dtype"),
-        "preset": opts.preset,
-        "mesh": opts.mesh,
-        "hw": opts.hw,
-        "sets": list(opts.sets),
-        "placement": placement if placement is not None else opts.placement,
-        "engine": opts.engine,
-        "wafers": opts.wafers,
-        "graph": graph,
+    opts = opts or WaferOptions()
+    return simulate_model(
+        model=model,
+        mode=mode,
+        batch=batch,
+        seq=seq,
+        context=context,
+        placement=wafer_placement(opts, placement),
+        engine=opts.engine,
+        wafers=opts.wafers,
+        dtype=dtype,
+        spec=spec or opts.spec(),
         **opts.options,
-    }
-    params = inspect.signature(run).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    required = ("model", "mode")
-    kwargs = {
-        k: v
-        for k, v in kwargs.items()
-        if v is not None and (takes_any or k in params or k in required)
-    }
-    return run(**kwargs)
+    )
 
 
 def wafer_model_row(
-    graph: nx.DiGraph,
-    opts: WaferOptions,
+    model: str,
+    mode: str,
+    batch: int = 1,
+    seq: int | None = None,
+    context: int | None = None,
+    dtype: str | None = None,
+    opts: WaferOptions | None = None,
     placement: str | None = None,
-    model: str | None = None,
     spec: WaferSpec | None = None,
-) -> CompareRow:
-    """The wafer's row for the model step of ``graph`` (``model``, ``placement``: as
-    :func:`run_wafer_model`; ``spec``: ``opts.spec()`` when not given). A placement that does
-    not fit gives a row with ``fits=False``, ``seconds=None`` and the reason in ``error``."""
+) -> tuple[CompareRow, nx.DiGraph]:
+    """The wafer's row for one model step, and the layer graph it costed.
+
+    ``seconds`` is the time one step of the batch takes from start to end: for a pipeline the
+    latency of one batch, not the steady-state interval between batches that ``wse-sim run``
+    reports (that one is ``config["steady_seconds"]``). A placement that does not fit gives a
+    row with ``fits=False``, ``seconds=None`` and the reason in ``error``; the graph is then
+    built here with the same arguments.
+    """
+    opts = opts or WaferOptions()
+    _check_wafers(opts.wafers)
     spec = spec or opts.spec()
-    dtype = str(graph.graph.get("dtype", "fp16"))
-    flops = float(graph.graph.get("flops", 0.0))
-    peak = spec.peak_flops_per_s(dtype) * opts.wafers
+    chosen = wafer_placement(opts, placement)
     power, power_note = wafer_power_w(spec, opts.wafers)
-    mode = str(graph.graph["mode"])
-    chosen = placement if placement is not None else opts.placement
     config: dict[str, Any] = {
         "preset": spec.name,
         "mesh": f"{spec.mesh.width}x{spec.mesh.height}",
         "placement": chosen,
         "engine": opts.engine,
         "wafers": opts.wafers,
-        "dtype": dtype,
         "power_source": power_note if power is not None else None,
     }
     notes = [] if power is not None else [f"energy blank: {power_note}"]
-    base = CompareRow(
-        system=_wafer_name(spec, opts.wafers),
+    try:
+        run = run_wafer_model(model, mode, batch, seq, context, dtype, opts, chosen, spec)
+    except PlanError as exc:
+        graph = model_graph(model, mode, batch, seq, context, dtype)
+        row = _wafer_row(graph, spec, opts.wafers, power, config, notes)
+        row.fits = False
+        row.error = " ".join(str(exc).split())
+        return row, graph
+    graph, res = run.graph, run.result
+    row = _wafer_row(graph, spec, opts.wafers, power, config, notes)
+    latency = float(getattr(res, "latency_cycles", 0.0) or res.cycles)
+    seconds = spec.seconds(latency)
+    config.update(
+        placement=res.placement,
+        engine=res.engine,
+        cycles=latency,
+        steady_seconds=float(res.seconds),
+        micro_batches=int(getattr(res, "micro_batches", 1)),
+        bottleneck=res.bottleneck,
+    )
+    if not math.isclose(float(res.flops), row.flops, rel_tol=1e-6):
+        notes.append(f"the wafer run counted {res.flops:.6g} FLOPs, the graph {row.flops:.6g}")
+    if res.seconds < seconds * (1 - 1e-9):
+        rate = row.tokens / res.seconds if res.seconds > 0 else 0.0
+        notes.append(
+            f"pipeline: with batches streaming through, one completes every "
+            f"{res.seconds * 1e3:.4g} ms ({rate:.4g} tokens/s); the time shown is one batch's "
+            f"latency"
+        )
+    notes.extend(str(n) for n in res.notes)
+    row.seconds = seconds
+    row.tflops = _rate(row.flops, seconds)
+    row.peak_fraction = row.flops / (seconds * row.peak_tflops * 1e12) if seconds > 0 else None
+    row.tokens_per_s = row.tokens / seconds if seconds > 0 else None
+    row.energy_j = power * seconds if power is not None else None
+    return row, graph
+
+
+def _wafer_row(
+    graph: nx.DiGraph,
+    spec: WaferSpec,
+    wafers: int,
+    power: float | None,
+    config: dict[str, Any],
+    notes: list[str],
+) -> CompareRow:
+    """A wafer row with the graph's work filled in and no time yet."""
+    dtype = str(graph.graph.get("dtype", "fp16"))
+    config["dtype"] = dtype
+    return CompareRow(
+        system=_wafer_name(spec, wafers),
         kind="wafer",
-        work=mode,
+        work=str(graph.graph["mode"]),
         seconds=None,
-        flops=flops,
+        flops=float(graph.graph["flops"]),
         tflops=None,
-        peak_tflops=peak / 1e12,
+        peak_tflops=spec.peak_flops_per_s(dtype) * wafers / 1e12,
         peak_fraction=None,
-        tokens=float(graph.graph.get("tokens", 0.0)),
+        tokens=float(graph.graph["tokens"]),
         power_w=power,
-        devices=opts.wafers,
+        devices=wafers,
         config=config,
         notes=notes,
     )
-    try:
-        res = run_wafer_model(graph, opts, placement, model)
-    except PlanError as exc:
-        base.fits = False
-        base.error = " ".join(str(exc).split())
-        return base
-    seconds = float(res.seconds)
-    config["placement"] = res.placement
-    config["engine"] = res.engine
-    if flops <= 0:
-        base.flops = flops = float(res.flops)
-    elif not math.isclose(float(res.flops), flops, rel_tol=1e-6):
-        notes.append(f"the wafer run counted {res.flops:.4g} FLOPs, the graph {flops:.4g}")
-    notes.extend(str(n) for n in getattr(res, "notes", []) or [])
-    base.seconds = seconds
-    base.tflops = _rate(flops, seconds)
-    base.peak_fraction = flops / (seconds * peak) if seconds > 0 else None
-    base.tokens_per_s = base.tokens / seconds if seconds > 0 else None
-    base.energy_j = power * seconds if power is not None else None
-    return base
 
 
 def _wafer_name(spec: WaferSpec, wafers: int) -> str:
@@ -473,17 +505,20 @@ def compare_model(
 ) -> list[CompareRow]:
     """One model step on the wafer (unless ``wafer`` is None) and on each GPU system.
 
-    Both sides cost the same graph, built once (:func:`model_graph`). Rows: the wafer first,
-    then the GPUs in the order given.
+    The GPUs cost the very graph the wafer run built (one :func:`build_graph` call); without a
+    wafer, :func:`model_graph` builds it. Rows: the wafer first, then the GPUs in the order
+    given.
     """
     gpus = gpus or GpuOptions()
     names = parse_gpus(gpus.gpus)
     for name in names:
         check_parallel(get_gpu(name), gpus.n_gpus, gpus.parallel)
+    rows: list[CompareRow] = []
     if wafer is not None:
-        _check_wafers(wafer.wafers)
-    graph = model_graph(model, mode, batch, seq, context, dtype)
-    rows = [wafer_model_row(graph, wafer, model=model)] if wafer is not None else []
+        row, graph = wafer_model_row(model, mode, batch, seq, context, dtype, wafer)
+        rows.append(row)
+    else:
+        graph = model_graph(model, mode, batch, seq, context, dtype)
     rows += [gpu_model_row(graph, name, gpus) for name in names]
     workload = workload_of(graph)
     for row in rows:
@@ -544,7 +579,7 @@ def kernel_opspec(
         return softmax_op(sizes["rows"], sizes["cols"], dtype)
     if kernel == "elementwise":
         return elementwise_op(sizes["length"], str(options.get("op", "add")), dtype)
-    raise ConfigError("kernel", kernel, f"compare takes {', '.join(KERNELS)}")
+    raise ConfigError("kernel", kernel, f"compare takes {', '.join(COMPARE_KERNELS)}")
 
 
 def kernel_work(kernel: str, op: OpSpec) -> str:
@@ -651,8 +686,8 @@ def compare_kernel(
 ) -> list[CompareRow]:
     """One kernel on the wafer (closed form unless ``wafer.engine`` says ``des``) and on one GPU
     of each kind. Rows: the wafer first, then the GPUs in the order given."""
-    if kernel not in KERNELS:
-        raise ConfigError("kernel", kernel, f"compare takes {', '.join(KERNELS)}")
+    if kernel not in COMPARE_KERNELS:
+        raise ConfigError("kernel", kernel, f"compare takes {', '.join(COMPARE_KERNELS)}")
     gpus = gpus or GpuOptions()
     if gpus.n_gpus != 1:
         raise ConfigError(

@@ -17,7 +17,13 @@ ARRAY_FIELDS = ("pe_compute_busy", "pe_flops", "pe_sram_peak_bytes", "link_wavel
 
 @dataclass
 class OpResult:
-    """One op of the run. ``region`` is ``[x, y, width, height]`` in PEs; cycles are PE cycles."""
+    """One op of the run. ``region`` is ``[x, y, width, height]`` in PEs; cycles are PE cycles.
+
+    ``calls`` is how many kernel calls the op took (chunks it was cut into to fit SRAM, times
+    repeats such as the two passes of a backward attention); ``cycles`` covers all of them.
+    Transfers between regions appear with kernel ``transfer``; ops run off the wafer (the
+    optimizer under weight streaming) with algorithm ``external`` and 0 cycles.
+    """
 
     name: str
     kernel: str
@@ -29,6 +35,8 @@ class OpResult:
     stage: str = "fwd"
     layer: int | None = None
     breakdown: dict[str, float] = field(default_factory=dict)
+    calls: float = 1.0
+    need_bytes_per_pe: float = 0.0
 
 
 @dataclass
@@ -39,6 +47,10 @@ class RunResult:
     each PE computes; ``pe_flops`` FLOPs executed per PE; ``pe_sram_peak_bytes`` peak bytes per
     PE; ``link_wavelets`` shape ``(4, H, W)``: wavelets carried on the link leaving each router
     east, west, north, south.
+
+    ``stages`` lists the placement's stages (pipeline) or layer groups (weight streaming) with
+    their cycles; ``latency_cycles`` is the time one batch takes end to end (equal to ``cycles``
+    except for a pipeline, whose ``cycles`` is the steady-state interval between batches).
     """
 
     model: str
@@ -64,6 +76,9 @@ class RunResult:
     bottleneck: str | None = None
     notes: list[str] = field(default_factory=list)
     inputs: dict[str, Any] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    latency_cycles: float = 0.0
+    micro_batches: int = 1
     pe_compute_busy: np.ndarray | None = None
     pe_flops: np.ndarray | None = None
     pe_sram_peak_bytes: np.ndarray | None = None

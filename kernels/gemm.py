@@ -1,0 +1,113 @@
+"""``gemm``: ``C[m, n] = A[m, k] @ B[k, n]`` on a rectangle of PEs.
+
+Algorithms (each in its own module; closed forms in docs/kernels.md):
+
+* ``summa`` (:mod:`.gemm_summa`): row and column multicasts of K-panels.
+* ``cannon`` (:mod:`.gemm_shift`): skew, then cyclic shifts of A west and B north; the
+  wrap-around transfer spans the whole row or column.
+* ``meshgemm`` (:mod:`.gemm_shift`): WaferLLM's interleaved cyclic shift: the ring visits even
+  offsets eastwards and odd offsets westwards, so every transfer is at most 2 hops.
+* ``systolic-os`` (:mod:`.gemm_systolic`): classic output-stationary systolic array, one MAC per
+  PE per cycle, operands multicast in from west and north feeder PEs, fold by fold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from wse_sim.hardware.spec import WaferSpec
+from wse_sim.program.ir import Program, Region
+
+from ._common import require_fit
+from ._layout import (
+    check_algorithm,
+    check_dtype,
+    check_options,
+    check_region,
+    check_sizes,
+    np_dtype,
+)
+from .base import Estimate, Kernel, Plan, register
+from .gemm_base import GemmAlgorithm
+from .gemm_shift import Cannon, MeshGemm
+from .gemm_summa import Summa
+from .gemm_systolic import SystolicOS
+
+ALGORITHMS: dict[str, GemmAlgorithm] = {
+    a.name: a for a in (Summa(), Cannon(), MeshGemm(), SystolicOS())
+}
+
+
+@register
+class Gemm(Kernel):
+    name = "gemm"
+    description = "C = A @ B: SUMMA, Cannon, MeshGEMM (interleaved shifts) or systolic-os"
+    algorithms = tuple(ALGORITHMS)
+    size_names = ("m", "n", "k")
+
+    def plan(
+        self,
+        spec: WaferSpec,
+        region: Region,
+        sizes: dict[str, int],
+        dtype: str = "fp16",
+        algorithm: str | None = None,
+        **options: Any,
+    ) -> Plan:
+        algo_name = check_algorithm(self.name, algorithm, self.algorithms)
+        algo = ALGORITHMS[algo_name]
+        options = {k: v for k, v in options.items() if v is not None}
+        check_options(f"gemm/{algo_name}", options, algo.options)
+        s = check_sizes(self.name, sizes, self.size_names)
+        check_dtype(dtype)
+        check_region(spec, region)
+        m, n, k = s["m"], s["n"], s["k"]
+        tiling = algo.tiling(spec, region, m, n, k, dtype, **options)
+        bytes_for = tiling.pop("bytes_for")
+        need = int(tiling["sram_bytes"])
+        require_fit(
+            f"gemm/{algo_name} {m}x{n}x{k} {dtype}",
+            spec,
+            region,
+            need,
+            bytes_for,
+            square=algo_name in ("cannon", "meshgemm"),
+        )
+        return Plan(
+            kernel=self.name,
+            algorithm=algo_name,
+            region=region,
+            dtype=dtype,
+            sizes=dict(s),
+            tiling=tiling,
+            sram_bytes_per_pe=need,
+            flops=2.0 * m * n * k,
+            options=dict(options),
+        )
+
+    def program(
+        self, plan: Plan, spec: WaferSpec, inputs: dict[str, np.ndarray] | None = None
+    ) -> Program:
+        return ALGORITHMS[plan.algorithm].program(plan, spec, inputs)
+
+    def estimate(self, plan: Plan, spec: WaferSpec) -> Estimate:
+        return ALGORITHMS[plan.algorithm].estimate(plan, spec)
+
+    def sram_map(self, plan: Plan) -> np.ndarray:
+        """Bytes allocated per PE of the plan's region."""
+        return ALGORITHMS[plan.algorithm].sram_map(plan)
+
+    def reference(self, plan: Plan, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        a = np.asarray(inputs["A"], dtype=np.float64)
+        b = np.asarray(inputs["B"], dtype=np.float64)
+        return a @ b
+
+    def random_inputs(self, plan: Plan, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        m, n, k = plan.sizes["m"], plan.sizes["n"], plan.sizes["k"]
+        dt = np_dtype(plan.dtype)
+        return {
+            "A": rng.uniform(-1.0, 1.0, (m, k)).astype(dt),
+            "B": rng.uniform(-1.0, 1.0, (k, n)).astype(dt),
+        }

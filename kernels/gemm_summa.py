@@ -1,0 +1,186 @@
+"""GEMM by SUMMA: row and column multicasts of K-panels, then a local tile update.
+
+Layout on a ``Pw x Ph`` grid (``Pw = min(width, n)``, ``Ph = min(height, m)``): PE ``(x, y)``
+owns the output tile ``C[y, x]`` of ``tm x tn`` (``tm = ceil(m / Ph)``, ``tn = ceil(n / Pw)``).
+``K`` is cut into ``S = min(k, max(Pw, Ph))`` panels of ``kb = ceil(k / S)``; A's panel ``s`` of
+row block ``y`` lives on PE ``(s mod Pw, y)``, B's panel ``s`` of column block ``x`` on PE
+``(x, s mod Ph)``.
+
+Step ``s``: the owner column multicasts its A panel along every row (one multicast tree per row),
+the owner row multicasts its B panel down every column, then every PE does
+``C += A_s @ B_s``. A compute engine runs one op at a time, so per step a PE spends
+``nA + nB`` cycles on the fabric and ``matmul_cycles(tm, tn, kb)`` computing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from wse_sim.hardware.cost import dtype_bytes
+from wse_sim.hardware.spec import WaferSpec
+from wse_sim.program.ir import Dest, Memory, Phase, Program, Recv, Region, Send
+
+from ._common import ceil_div, matmul_compute, matmul_cycles, tensor_wavelets
+from .base import Estimate, Plan
+from .gemm_base import (
+    GemmAlgorithm,
+    collect_blocks,
+    embed,
+    grid_of,
+    padded_operands,
+    tile_update,
+)
+
+
+def _layout(width: int, height: int, m: int, n: int, k: int) -> dict[str, int]:
+    pw, ph = min(width, n), min(height, m)
+    steps = min(k, max(pw, ph))
+    return {
+        "pw": pw,
+        "ph": ph,
+        "tm": ceil_div(m, ph),
+        "tn": ceil_div(n, pw),
+        "steps": steps,
+        "kb": ceil_div(k, steps),
+        "own_a": ceil_div(steps, pw),
+        "own_b": ceil_div(steps, ph),
+    }
+
+
+def _elements(t: dict[str, int]) -> int:
+    """Elements held by the busiest PE: owned panels, C, and one receive buffer per operand."""
+    tm, tn, kb = t["tm"], t["tn"], t["kb"]
+    return tm * kb * t["own_a"] + kb * tn * t["own_b"] + tm * tn + tm * kb + kb * tn
+
+
+class Summa(GemmAlgorithm):
+    name = "summa"
+
+    def tiling(
+        self, spec: WaferSpec, region: Region, m: int, n: int, k: int, dtype: str, **options: Any
+    ) -> dict[str, Any]:
+        t = _layout(region.width, region.height, m, n, k)
+        b = dtype_bytes(dtype)
+        return {
+            "grid": [t["pw"], t["ph"]],
+            "tile_m": t["tm"],
+            "tile_n": t["tn"],
+            "panel_k": t["kb"],
+            "steps": t["steps"],
+            "wavelets_a": tensor_wavelets(spec, dtype, t["tm"] * t["kb"]),
+            "wavelets_b": tensor_wavelets(spec, dtype, t["kb"] * t["tn"]),
+            "sram_bytes": _elements(t) * b,
+            "bytes_for": lambda w, h: _elements(_layout(w, h, m, n, k)) * b,
+        }
+
+    def sram_map(self, plan: Plan) -> np.ndarray:
+        t = plan.tiling
+        pw, ph = t["grid"]
+        tm, tn, kb, s = t["tile_m"], t["tile_n"], t["panel_k"], t["steps"]
+        own_a = np.array([len(range(x, s, pw)) for x in range(pw)]).reshape(1, pw)
+        own_b = np.array([len(range(y, s, ph)) for y in range(ph)]).reshape(ph, 1)
+        elems = tm * kb * own_a + kb * tn * own_b + tm * tn + tm * kb + kb * tn
+        return embed(plan, elems * dtype_bytes(plan.dtype))
+
+    # -- program ----------------------------------------------------------------------------------
+    def program(self, plan: Plan, spec: WaferSpec, inputs: dict[str, np.ndarray] | None) -> Program:
+        t = plan.tiling
+        grid = grid_of(plan)
+        pw, ph = t["grid"]
+        tm, tn, kb, steps = t["tile_m"], t["tile_n"], t["panel_k"], t["steps"]
+        na, nb = t["wavelets_a"], t["wavelets_b"]
+        xs = np.arange(pw).reshape(1, pw)
+        ys = np.arange(ph).reshape(ph, 1)
+        functional = inputs is not None
+        phases = []
+        for s in range(steps):
+            ox, oy = s % pw, s % ph
+            own_a = np.broadcast_to(xs == ox, grid.shape)
+            own_b = np.broadcast_to(ys == oy, grid.shape)
+            not_a = np.broadcast_to(xs != ox, grid.shape)
+            not_b = np.broadcast_to(ys != oy, grid.shape)
+            ca, cb = s % 2, 2 + s % 2
+            ops: list = []
+            if pw > 1:
+                ops.append(Send(ca, na, Dest(-ox, pw - 1 - ox, 0, 0), mask=own_a, buffer=f"A{s}"))
+                ops.append(Recv(ca, na, src=(ox - xs, 0), mask=not_a, buffer="Ain"))
+            if ph > 1:
+                ops.append(Send(cb, nb, Dest(0, 0, -oy, ph - 1 - oy), mask=own_b, buffer=f"B{s}"))
+                ops.append(Recv(cb, nb, src=(0, oy - ys), mask=not_b, buffer="Bin"))
+            ops.append(
+                matmul_compute(plan.dtype, tm, tn, kb, fn=_update(s) if functional else None)
+            )
+            phases.append(Phase(f"step {s}", ops))
+        init = collect = None
+        if inputs is not None:
+            init = self._init(plan, inputs, grid)
+            collect = collect_blocks(plan, grid, tm, tn, lambda x, y: (y, x))
+        return Program(
+            name="gemm/summa",
+            region=grid,
+            phases=phases,
+            sram_bytes=self.sram_map(plan)[: grid.height, : grid.width].astype(np.int64),
+            flops=plan.flops,
+            init=init,
+            collect=collect,
+        )
+
+    @staticmethod
+    def _init(plan: Plan, inputs: dict[str, np.ndarray], grid: Region):
+        t = plan.tiling
+        pw, ph = t["grid"]
+        tm, tn, kb, steps = t["tile_m"], t["tile_n"], t["panel_k"], t["steps"]
+        a, b = padded_operands(plan, inputs, ph * tm, steps * kb, pw * tn)
+
+        def init(x: int, y: int) -> Memory:
+            gx, gy = x - grid.x, y - grid.y
+            mem: Memory = {"C": np.zeros((tm, tn), dtype=a.dtype)}
+            for s in range(gx, steps, pw):
+                mem[f"A{s}"] = a[gy * tm : (gy + 1) * tm, s * kb : (s + 1) * kb].copy()
+            for s in range(gy, steps, ph):
+                mem[f"B{s}"] = b[s * kb : (s + 1) * kb, gx * tn : (gx + 1) * tn].copy()
+            return mem
+
+        return init
+
+    # -- closed form ------------------------------------------------------------------------------
+    def estimate(self, plan: Plan, spec: WaferSpec) -> Estimate:
+        t = plan.tiling
+        pw, ph = t["grid"]
+        tm, tn, kb, steps = t["tile_m"], t["tile_n"], t["panel_k"], t["steps"]
+        na, nb = t["wavelets_a"], t["wavelets_b"]
+        f = spec.fabric
+        comp = matmul_cycles(spec, plan.dtype, tm, tn, kb)
+        # Per step and operand: the farthest receiver's last wavelet lands
+        # 2R + hops*H + n - 1 cycles after its owner starts; see docs/kernels.md.
+        lat_a = (2 * f.ramp_latency_cycles + f.hop_latency_cycles - 1) if pw > 1 else 0
+        lat_b = (2 * f.ramp_latency_cycles + f.hop_latency_cycles - 1) if ph > 1 else 0
+        comm_a = na if pw > 1 else 0
+        comm_b = nb if ph > 1 else 0
+        reach = (pw - 1 + ph - 1) * f.hop_latency_cycles
+        breakdown = {
+            "compute": float(steps * comp),
+            "communication": float(steps * (comm_a + comm_b)),
+            "latency": float(steps * (lat_a + lat_b) + reach),
+        }
+        pe_flops = np.zeros((ph, pw)) + 2.0 * tm * tn * kb * steps
+        links = steps * (ph * (pw - 1) * na + pw * (ph - 1) * nb)
+        return Estimate(
+            cycles=sum(breakdown.values()),
+            breakdown=breakdown,
+            link_wavelets=float(links),
+            pe_flops=embed(plan, pe_flops),
+        )
+
+
+def _update(s: int):
+    key_a, key_b = f"A{s}", f"B{s}"
+
+    def fn(mem: Memory, x: int, y: int) -> None:
+        a = mem[key_a] if key_a in mem else mem["Ain"]
+        b = mem[key_b] if key_b in mem else mem["Bin"]
+        mem["C"] = tile_update(mem["C"], a, b)
+
+    return fn
