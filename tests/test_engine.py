@@ -421,3 +421,65 @@ def test_route_tree_links_unique_and_dests_covered() -> None:
         )
         for i, (x, y) in enumerate(tree.dests):
             assert tree.hops(i) == abs(x - src[0]) + abs(y - src[1])
+
+
+def test_background_sends_overlap_with_receives() -> None:
+    """Each PE of a ring sends its tile in the background and receives its neighbour's: the shift
+    costs one transfer (the longest path: the wrap-around), not a send plus a receive."""
+    for width, n in [(2, 10 * B), (6, 50), (16, 200)]:
+        reg = Region(0, 0, width, 1)
+        last = only(reg, (width - 1, 0))
+        ops = [
+            Send(0, n, Dest.to(1, 0), mask=~last, background=True),
+            Send(0, n, Dest.to(-(width - 1), 0), mask=last, background=True),
+            Recv(0, n, (-1, 0), mask=~only(reg, (0, 0))),
+            Recv(0, n, (width - 1, 0), mask=only(reg, (0, 0))),
+        ]
+        res = run(Program("ring", reg, [Phase("shift", ops)]), record_spans=True)
+        assert res.cycles == message_cycles(SPEC, width - 1, n)
+        blocking = [
+            Send(o.color, o.wavelets, o.dest, mask=o.mask) if isinstance(o, Send) else o
+            for o in ops
+        ]
+        if n <= 2 * B:  # blocking sends that fit the buffers cost a send plus a receive
+            assert run(Program("ring", reg, [Phase("shift", blocking)])).cycles > res.cycles
+
+
+def test_background_sends_queue_on_the_output_ramp() -> None:
+    reg = Region(0, 0, 2, 1)
+    a, b = only(reg, (0, 0)), only(reg, (1, 0))
+    n = 30
+    ops = [
+        Send(0, n, Dest.to(1, 0), mask=a, background=True),
+        Send(1, n, Dest.to(1, 0), mask=a, background=True),
+        Compute("fmac", 4 * 10, mask=a),  # overlaps with both sends
+        Recv(0, n, (-1, 0), mask=b),
+        Recv(1, n, (-1, 0), mask=b),
+    ]
+    res = run(Program("queue", reg, [Phase("p", ops)]), record_spans=True)
+    sends = sorted((s.start, s.end) for s in res.spans if s.kind == "send")
+    assert sends == [(0, n), (n, 2 * n)]  # the second waits for the ramp, not for the CE
+    compute = next(s for s in res.spans if s.kind == "compute")
+    assert compute.start == 2 * O  # two instruction issues, then the computation
+    assert span_end(res, 1, 0, "recv") == message_cycles(SPEC, 1, n) + n
+
+
+def test_background_send_still_waits_for_a_late_receiver() -> None:
+    reg = Region(0, 0, 2, 1)
+    a, b = only(reg, (0, 0)), only(reg, (1, 0))
+    n, late = 20 * B, 3000
+    ops = [
+        Send(0, n, Dest.to(1, 0), mask=a, background=True),
+        Compute("add", 4 * (late - O), mask=b),
+        Recv(0, n, (-1, 0), mask=b),
+    ]
+    res = run(Program("late", reg, [Phase("p", ops)]))
+    # PE (0, 0) finishes its send only once the receiver has drained all but the buffers
+    capacity = 2 * B
+    assert res.cycles == late + n - 1
+    sender_end = late + (n - 1 - capacity) + 1 - (2 * R + H)
+    assert res.cycles >= sender_end
+    # and two background senders that never receive are reported, not hung
+    stuck = [Send(0, n, Dest.to(1, 0), mask=a, background=True)]
+    with pytest.raises(DeadlockError, match="PE\\(0, 0\\) waits for PE\\(1, 0\\)"):
+        run_program(Program("stuck", reg, [Phase("p", stuck)]), SPEC)

@@ -47,7 +47,7 @@ class Compiler:
     """Turns a :class:`Program` into ``{(x, y): [op tuple, ...]}`` for every PE of its region.
 
     Tuples: ``(COMPUTE, cycles, flops, fn, name)``, ``(SEND, color, n, interval, tree, buffer,
-    name)``, ``(RECV, color, n, interval, src, buffer, name)`` and ``(STREAM, recv_part,
+    name, background)``, ``(RECV, color, n, interval, src, buffer, name)`` and ``(STREAM, recv_part,
     (cycles, flops), send_part | None, fn, name)``.
     """
 
@@ -159,9 +159,10 @@ class Compiler:
                 self._tree_lists[list_key] = trees
         if not head:
             return list(zip(colors, counts, intervals, trees))
-        code, buf, name = head
+        code, buf, name, background = head
         return [
-            (code, c, n, k, t, buf, name) for c, n, k, t in zip(colors, counts, intervals, trees)
+            (code, c, n, k, t, buf, name, background)
+            for c, n, k, t in zip(colors, counts, intervals, trees)
         ]
 
     def _recv(self, r: Recv, ys: np.ndarray, xs: np.ndarray) -> list[tuple]:
@@ -181,7 +182,7 @@ class Compiler:
         if isinstance(op, Compute):
             return [(COMPUTE, cyc, fl, op.fn, name) for cyc, fl in self._compute(op, ys, xs)]
         if isinstance(op, Send):
-            return self._send(op, ys, xs, SEND, op.buffer, name)
+            return self._send(op, ys, xs, SEND, op.buffer, name, bool(op.background))
         if isinstance(op, Recv):
             buf = op.buffer
             return [(RECV, c, n, k, s, buf, name) for c, n, k, s in self._recv(op, ys, xs)]

@@ -149,7 +149,8 @@ class DesRun:
         self.boxes: dict[int, _Mailbox] = {}
         self.width = spec.mesh.width
         self.colors = spec.fabric.colors
-        self.waiting: dict[tuple[int, int], tuple] = {}
+        self.waiting: dict[Any, tuple] = {}
+        self.background_end: dict[tuple[int, int], float] = {}
         self.finish: dict[tuple[int, int], float] = {}
         self.events = 0
         h, w = spec.mesh.height, spec.mesh.width
@@ -237,17 +238,24 @@ class DesRun:
             end = max(end, consumed + 1 - latency)
         return end
 
-    def _send(self, xy: tuple[int, int], msg: _Message, t: float) -> Generator:
+    def _send(self, xy: tuple[int, int], msg: _Message, t: float, key: Any = None) -> Generator:
         """Finish a send: wait for the receivers when the message outgrows the buffers."""
         if msg.n <= (msg.tree.min_hops + 1) * self.depth:
             return msg.inject_end
         if msg.unmatched > 0:
+            key = xy if key is None else key
             msg.event = self.env.event()
-            self.waiting[xy] = ("send", t, msg)
+            self.waiting[key] = ("send", t, xy, msg)
             yield msg.event
             self.events += 1
-            del self.waiting[xy]
+            del self.waiting[key]
         return self._send_end(msg)
+
+    def _drain(self, xy: tuple[int, int], msg: _Message, t: float) -> Generator:
+        """A background send larger than its path's buffers: wait for the receivers."""
+        end = yield from self._send(xy, msg, t, key=(xy, id(msg)))
+        if end > self.background_end.get(xy, 0.0):
+            self.background_end[xy] = end
 
     def _wait(
         self, xy: tuple[int, int], box: _Mailbox, color: int, n: int, src: Any, t: float
@@ -255,7 +263,7 @@ class DesRun:
         """Block until a message arrives in ``box``."""
         box.waiter = self.env.event()
         box.wanted = src
-        self.waiting[xy] = ("recv", t, color, n, src)
+        self.waiting[xy] = ("recv", t, xy, color, n, src)
         yield box.waiter
         self.events += 1
         del self.waiting[xy]
@@ -282,6 +290,7 @@ class DesRun:
         add_stall = fabric.add_stall
         lookahead = self.lookahead
         shared = self.shared
+        ramp_free = 0.0  # when the output ramp is free of background sends
         for op in ops:
             code = op[0]
             if code == COMPUTE:
@@ -294,21 +303,30 @@ class DesRun:
                 if mem is not None and fn is not None:
                     fn(mem, x, y)
             elif code == SEND:
-                _, color, n, interval, tree, buf, name = op
-                if t > env.now + lookahead or (t > env.now and id(tree) in shared):
-                    yield env.timeout(t - env.now)
+                _, color, n, interval, tree, buf, name, background = op
+                t0 = t if t >= ramp_free else ramp_free  # after earlier background sends
+                if t0 > env.now + lookahead or (t0 > env.now and id(tree) in shared):
+                    yield env.timeout(t0 - env.now)
                     self.events += 1
                     fabric.horizon = env.now
                 payload = np.array(mem[buf], copy=True) if mem is not None and buf else None
-                msg = self._post(x, y, t, color, n, interval, tree, payload)
+                msg = self._post(x, y, t0, color, n, interval, tree, payload)
                 if n <= (msg.tree.min_hops + 1) * depth:
                     end = msg.inject_end
+                elif background:
+                    end = msg.inject_end  # the drain process extends it if receivers lag
+                    env.process(self._drain(xy, msg, t0))
                 else:
-                    end = yield from self._send(xy, msg, t)
+                    end = yield from self._send(xy, msg, t0)
                 if spans is not None:
-                    spans.append(Span(x, y, "send", name, t, end))
-                busy += end - t
-                t = end
+                    spans.append(Span(x, y, "send", name, t0, end))
+                if background:
+                    ramp_free = end
+                    busy += self.overhead
+                    t += self.overhead
+                else:
+                    busy += end - t
+                    t = end
             elif code == RECV:
                 _, color, n, rate, src, buf, name = op
                 box = boxes.get(box_base + color)
@@ -379,7 +397,7 @@ class DesRun:
                     spans.append(Span(x, y, "stream", name, start, end))
                 busy += max(cyc, end - start)
                 t = end
-        self.finish[xy] = t
+        self.finish[xy] = t if t >= ramp_free else ramp_free
         self.busy[y, x] = busy
         self.flops[y, x] = flops
 
@@ -397,8 +415,10 @@ class DesRun:
             self.env.process(self._pe(x, y, ops))
         self.env.run()
         self.events += len(per_pe)
-        if len(self.finish) < len(per_pe):
+        if len(self.finish) < len(per_pe) or self.waiting:
             raise self._deadlock()
+        for xy, end in self.background_end.items():
+            self.finish[xy] = max(self.finish[xy], end)
         wavelets, busy, stall = self.fabric.arrays()
         output = None
         if self.functional and self.program.collect is not None:
@@ -427,9 +447,10 @@ class DesRun:
         graph = nx.DiGraph()
         waits: list[tuple[str, str, str]] = []
         describe: dict[tuple[tuple[int, int], tuple[int, int] | None], str] = {}
-        for xy, what in sorted(self.waiting.items()):
+        for what in sorted(self.waiting.values(), key=lambda w: w[2]):
+            xy = what[2]
             if what[0] == "recv":
-                _, _, color, n, src = what
+                _, _, _, color, n, src = what
                 resource = f"{n} wavelets on color {color}"
                 holder = f"PE{src}" if src is not None else "no sender"
                 waits.append((f"PE{xy}", f"receive {resource}", holder))
@@ -437,7 +458,7 @@ class DesRun:
                 if src is not None:
                     graph.add_edge(xy, src)
             else:
-                msg = what[2]
+                msg = what[3]
                 starts = msg.starts or [math.nan] * len(msg.tree.dests)
                 pending = [d for i, d in enumerate(msg.tree.dests) if math.isnan(starts[i])]
                 first = self.fabric.router.unravel(msg.tree.links[0])
@@ -459,8 +480,9 @@ class DesRun:
         if cycle_desc:
             msg = f"deadlock at cycle {now:g} in {self.program.name}: " + " -> ".join(cycle_desc)
         else:
-            shown = "; ".join(f"{a} waits to {r} from {h}" for a, r, h in waits[:4])
-            more = f" (+{len(waits) - 4} more)" if len(waits) > 4 else ""
+            sentences = list(describe.values())
+            shown = "; ".join(sentences[:4])
+            more = f" (+{len(sentences) - 4} more)" if len(sentences) > 4 else ""
             msg = f"stalled at cycle {now:g} in {self.program.name}: {shown}{more}"
         return DeadlockError(msg, cycle_desc, waits, now)
 

@@ -120,7 +120,14 @@ class Dest:
 
 @dataclass
 class Send:
-    """Push ``wavelets`` wavelets on ``color`` to ``dest``, one every ``interval`` cycles."""
+    """Push ``wavelets`` wavelets on ``color`` to ``dest``, one every ``interval`` cycles.
+
+    A blocking send (the default) keeps the compute engine busy until its last wavelet has left.
+    A ``background`` send costs the compute engine one instruction issue; its wavelets leave
+    through the PE's output ramp while the engine goes on (a receive or a computation can overlap
+    it), after any earlier background send of the same PE. The data must stay untouched until
+    the send is done (kernels double-buffer).
+    """
 
     color: IntField
     wavelets: IntField
@@ -128,6 +135,7 @@ class Send:
     mask: np.ndarray | None = None
     buffer: str | None = None
     interval: IntField = 1
+    background: bool = False
 
 
 @dataclass
