@@ -260,13 +260,17 @@ class DesRun:
     def _wait(
         self, xy: tuple[int, int], box: _Mailbox, color: int, n: int, src: Any, t: float
     ) -> Generator:
-        """Block until a message arrives in ``box``."""
-        box.waiter = self.env.event()
-        box.wanted = src
-        self.waiting[xy] = ("recv", t, xy, color, n, src)
-        yield box.waiter
-        self.events += 1
-        del self.waiting[xy]
+        """Block until a message from ``src`` (anyone when ``None``) is in ``box``; take it."""
+        item = None
+        while item is None:
+            box.waiter = self.env.event()
+            box.wanted = src
+            self.waiting[xy] = ("recv", t, xy, color, n, src)
+            yield box.waiter
+            self.events += 1
+            del self.waiting[xy]
+            item = box.take(src)
+        return item
 
     def _mismatch(self, xy: tuple[int, int], color: int, n: int, msg: _Message) -> ProgramError:
         return ProgramError(
@@ -329,13 +333,10 @@ class DesRun:
                     t = end
             elif code == RECV:
                 _, color, n, rate, src, buf, name = op
-                box = boxes.get(box_base + color)
-                if box is None:
-                    box = boxes[box_base + color] = _Mailbox()
+                box = boxes.get(box_base + color) or self._box(x, y, color)
                 item = box.take(src)
-                while item is None:
-                    yield from self._wait(xy, box, color, n, src, t)
-                    item = box.take(src)
+                if item is None:
+                    item = yield from self._wait(xy, box, color, n, src, t)
                 msg, i = item
                 if msg.n != n:
                     raise self._mismatch(xy, color, n, msg)
@@ -360,13 +361,10 @@ class DesRun:
                 _, recv, comp, send, fn, name = op
                 color, n, rate, src = recv
                 cyc, fl = comp
-                box = boxes.get(box_base + color)
-                if box is None:
-                    box = boxes[box_base + color] = _Mailbox()
+                box = boxes.get(box_base + color) or self._box(x, y, color)
                 item = box.take(src)
-                while item is None:
-                    yield from self._wait(xy, box, color, n, src, t)
-                    item = box.take(src)
+                if item is None:
+                    item = yield from self._wait(xy, box, color, n, src, t)
                 msg, i = item
                 if msg.n != n:
                     raise self._mismatch(xy, color, n, msg)
