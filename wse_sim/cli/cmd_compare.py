@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from wse_sim.cli.common import add_hardware_arguments
+from wse_sim.cli.common import add_hardware_arguments, positive_int
 from wse_sim.errors import ConfigError
 
 NAME = "compare"
@@ -33,16 +33,6 @@ KERNEL_SIZES: tuple[tuple[str, str], ...] = (
 SHARED_SIZES = ("batch", "seq", "context")
 
 
-def _size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be a whole number >= 1")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to compare (one of)")
     pick = what.add_mutually_exclusive_group(required=True)
@@ -57,9 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("prefill", "decode", "train"),
         help="prefill of the batch, one decode step, or one training step (default prefill)",
     )
-    work.add_argument("--batch", type=_size, default=None, help="sequences (default 1)")
-    work.add_argument("--seq", type=_size, default=None, help="tokens per sequence")
-    work.add_argument("--context", type=_size, default=None, help="tokens in the KV cache (decode)")
+    work.add_argument("--batch", type=positive_int, default=None, help="sequences (default 1)")
+    work.add_argument("--seq", type=positive_int, default=None, help="tokens per sequence")
+    work.add_argument(
+        "--context", type=positive_int, default=None, help="tokens in the KV cache (decode)"
+    )
     work.add_argument(
         "--dtype",
         default=None,
@@ -68,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     sizes = parser.add_argument_group("kernel sizes (with --kernel; also --batch --seq --context)")
     for name, doc in KERNEL_SIZES:
-        sizes.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_size, help=doc)
+        sizes.add_argument(f"--{name.replace('_', '-')}", dest=name, type=positive_int, help=doc)
     opts = parser.add_argument_group("kernel options")
     opts.add_argument("--phase", default=None, help="prefill or decode (attention)")
     opts.add_argument(
@@ -89,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated GPU models (wse-sim presets gpus; default a100-80gb,h100,h200)",
     )
     gpu.add_argument(
-        "--gpus", type=_size, default=1, metavar="N", help="GPUs per system, 1-8 (default 1)"
+        "--gpus", type=positive_int, default=1, metavar="N", help="GPUs per system, 1-8 (default 1)"
     )
     gpu.add_argument(
         "--parallel", default="tp", choices=("tp", "dp"), help="split over GPUs (default tp)"
@@ -110,7 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("analytic", "des"),
         help="analytic: closed forms (default); des: discrete-event engine (small meshes)",
     )
-    wafer.add_argument("--wafers", type=_size, default=1, help="wafers (model step; default 1)")
+    wafer.add_argument(
+        "--wafers", type=positive_int, default=1, help="wafers (model step; default 1)"
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="write the rows (JSON list)")
 
 

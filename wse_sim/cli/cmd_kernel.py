@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from wse_sim.cli.common import add_hardware_arguments, spec_from_args
+from wse_sim.cli.common import add_hardware_arguments, positive_int, spec_from_args
 from wse_sim.errors import ConfigError
 
 NAME = "kernel"
@@ -28,22 +28,12 @@ SIZES: tuple[tuple[str, str], ...] = (
 )
 
 
-def _size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be a whole number >= 1")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kernel", metavar="KERNEL", help="kernel name (wse-sim presets kernels)")
     parser.add_argument("--algorithm", default=None, help="algorithm (default: the kernel's first)")
     sizes = parser.add_argument_group("sizes (the kernel says which it needs)")
     for name, doc in SIZES:
-        sizes.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_size, help=doc)
+        sizes.add_argument(f"--{name.replace('_', '-')}", dest=name, type=positive_int, help=doc)
     opts = parser.add_argument_group("kernel options")
     opts.add_argument("--op", default=None, help="elementwise operation (elementwise)")
     opts.add_argument(
@@ -54,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     opts.add_argument("--phase", default=None, help="prefill or decode (attention)")
     opts.add_argument(
-        "--k-ary", dest="k_ary", type=_size, default=None, help="tree arity (gemv tree)"
+        "--k-ary", dest="k_ary", type=positive_int, default=None, help="tree arity (gemv tree)"
     )
     opts.add_argument(
         "--opt",

@@ -9,6 +9,17 @@ from wse_sim.hardware.presets import DEFAULT_PRESET, PRESETS
 from wse_sim.hardware.spec import WaferSpec
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number >= 1 (a size, a count)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be a whole number >= 1")
+    return value
+
+
 def add_hardware_arguments(
     parser: argparse.ArgumentParser, default_preset: str = DEFAULT_PRESET
 ) -> None:
