@@ -130,6 +130,8 @@ def _cell(text: str) -> str:
 
 def help_text(action: argparse.Action, parser: argparse.ArgumentParser) -> str:
     text = action.help or ""
+    if not text and action.choices is not None:
+        text = "one of " + ", ".join(str(c) for c in action.choices)
     if "%(" in text:
         text = text % {**vars(action), "prog": parser.prog}
     return _cell(text)
@@ -149,10 +151,13 @@ def default_text(action: argparse.Action) -> str:
 
 
 def option_name(action: argparse.Action) -> str:
+    """The option as a table cell: ``--flag METAVAR`` in code (``|`` escaped for the table)."""
     if not action.option_strings:
-        return f"`{metavar(action)}`"
-    flags = ", ".join(action.option_strings)
-    return f"`{flags} {metavar(action)}`" if takes_value(action) else f"`{flags}`"
+        text = metavar(action)
+    else:
+        flags = ", ".join(action.option_strings)
+        text = f"{flags} {metavar(action)}" if takes_value(action) else flags
+    return "`" + text.replace("|", "\\|") + "`"
 
 
 def option_tables(parser: argparse.ArgumentParser) -> str:

@@ -256,3 +256,28 @@ def test_hardware_fields_reach_the_run(tmp_path):
     slow, fast = res.rows
     assert slow["cycles"] == pytest.approx(fast["cycles"])  # the clock changes time, not cycles
     assert slow["seconds"] == pytest.approx(2 * fast["seconds"])
+
+
+def test_the_documentation_pictures_use_valid_grids_and_run_arguments():
+    """docs/make_pictures.py's sweep grid and run keywords pass the same checks as a user's."""
+    import importlib.util
+    import inspect
+
+    api = pytest.importorskip("wse_sim.api")
+    path = Path(__file__).resolve().parents[1] / "docs" / "make_pictures.py"
+    spec = importlib.util.spec_from_file_location("make_pictures", path)
+    pictures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pictures)
+    grid = check_grid(pictures.SWEEP_GRID)
+    assert len(grid["mesh"]) * len(grid["placement"]) == 21
+    assert set(pictures.HEATMAP_RUN) <= set(inspect.signature(api.run).parameters)
+    assert check_grid({k: [v] for k, v in pictures.HEATMAP_RUN.items()})
+
+
+def test_package_is_callable_as_the_sweep_api(tmp_path):
+    import wse_sim
+
+    via_package = wse_sim.sweep({"n": [1, 2]}, tmp_path / "a", point_fn=closed_form, jobs=1)
+    direct = sweep({"n": [1, 2]}, tmp_path / "b", point_fn=closed_form, jobs=1)
+    assert via_package.rows == direct.rows
+    assert via_package.computed == 2 and wse_sim.sweep.run_sweep is not None

@@ -15,3 +15,12 @@ def run(*args: Any, **kwargs: Any) -> Any:
     from wse_sim.api import run as _run
 
     return _run(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """``wse_sim.sweep`` (callable: the sweep API) is imported on first use."""
+    if name == "sweep":
+        import importlib
+
+        return importlib.import_module("wse_sim.sweep")
+    raise AttributeError(f"module 'wse_sim' has no attribute {name!r}")

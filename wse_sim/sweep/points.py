@@ -39,11 +39,13 @@ def check_available() -> None:
 
 def run_point(point: Point) -> dict[str, Any]:
     """Run the model of ``point`` and return its headline numbers: ``RunResult.to_dict()``
-    without ``per_op`` (cycles, seconds, tokens_per_s, tflops, peak_fraction, utilization...)."""
+    without the per-op table, the per-stage table and the echoed inputs (the point's own keys
+    are its inputs): cycles, seconds, tokens_per_s, tflops, peak_fraction, utilization..."""
     run = _api_run()
     kwargs, sets = split_point(point)
     if sets:
         kwargs["sets"] = sets
     data = run(**kwargs).to_dict()
-    data.pop("per_op", None)
+    for bulky in ("per_op", "stages", "inputs"):
+        data.pop(bulky, None)
     return data
