@@ -268,7 +268,7 @@ def test_heatmap_png_and_svg(saved_result):
         assert share > 0.05, f"too little of {colour} in the compute map ({share:.3f})"
     root = ET.parse(svg).getroot()
     assert root.tag.endswith("svg")
-    assert "fraction of cycles computing" in svg.read_text()
+    assert "fraction of cycles occupied" in svg.read_text()
 
 
 def test_heatmap_of_a_result_without_that_array_is_one_line(saved_result):

@@ -95,6 +95,21 @@ def test_link_load_is_the_busiest_outgoing_direction() -> None:
         link_load(np.ones((3, 5, 6)))
 
 
+def test_compute_panel_is_flops_over_peak_when_the_result_names_its_hardware() -> None:
+    """With the spec in the result's inputs, the compute panel is compute utilization as
+    docs/metrics.md defines it, not the busy fraction; the SRAM scale tops at data SRAM."""
+    from wse_sim.hardware import get_preset
+    from wse_sim.report.heatmap import result_panels
+
+    spec = get_preset("demo")
+    r = make_result()
+    r.inputs = {"spec": spec.to_dict()}
+    panels = {p.name.split(" (")[0]: p for p in result_panels(r)}
+    expected = r.pe_flops / (spec.peak_flops_per_cycle("fp16") * r.cycles)
+    np.testing.assert_allclose(panels["compute utilization"].values, expected)
+    assert f"capacity {spec.pe.data_sram_bytes / 1024:g} KiB" in panels["SRAM peak"].name
+
+
 def test_result_panels_use_busy_cycles_of_a_kernel_result() -> None:
     busy = np.array([[10.0, 20.0], [30.0, 40.0]])
     kernel_result = SimpleNamespace(
@@ -167,7 +182,7 @@ def test_svg_output_is_svg_with_title_and_units(tmp_path) -> None:
     text = path.read_text()
     assert text.lstrip().startswith("<?xml") and "<svg" in text
     assert "gpt2-small | mesh 12x8 | placement pipeline | engine analytic" in text
-    for units in ("fraction of cycles computing", "peak SRAM per PE (KiB)", "wavelets per cycle"):
+    for units in ("fraction of cycles occupied", "peak SRAM per PE (KiB)", "wavelets per cycle"):
         assert units in text
     assert "block max" not in text  # a small mesh is drawn cell for cell
 

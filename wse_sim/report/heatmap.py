@@ -21,6 +21,7 @@ import numpy as np
 from wse_sim.engine.result import DIRECTIONS
 from wse_sim.errors import ConfigError
 from wse_sim.result.io import atomic_write
+from wse_sim.result.metrics import compute_utilization
 
 KINDS: tuple[str, ...] = ("compute", "sram", "links", "all")
 """What :func:`heatmap_from_result` can draw; ``all`` is the three panels in one figure."""
@@ -150,10 +151,18 @@ def _check_links(values: Any) -> np.ndarray:
 
 
 # -- panels from plain arrays --------------------------------------------------------------------
-def compute_panel(busy_fraction: np.ndarray) -> Panel:
-    """Per-PE fraction of the run's cycles spent computing (0..1)."""
+def compute_panel(utilization: np.ndarray) -> Panel:
+    """Per-PE compute utilization (docs/metrics.md): executed FLOPs / (peak FLOPs per cycle x
+    cycles), 0..1."""
+    arr = _check_2d("compute utilization", utilization)
+    return Panel(arr, "compute utilization", "executed FLOPs / peak FLOPs", "viridis", 0.0)
+
+
+def busy_panel(busy_fraction: np.ndarray) -> Panel:
+    """Per-PE fraction of the run's cycles the compute engine was occupied (computing, sending,
+    receiving), 0..1: drawn when a result has no FLOP counts to derive utilization from."""
     arr = _check_2d("pe_compute_busy", busy_fraction)
-    return Panel(arr, "compute utilization", "fraction of cycles computing", "viridis", 0.0)
+    return Panel(arr, "busy fraction", "fraction of cycles occupied", "viridis", 0.0)
 
 
 def flops_panel(pe_flops: np.ndarray) -> Panel:
@@ -285,10 +294,10 @@ def _format_of(path: str | Path) -> str:
 
 # -- one-call helpers on plain arrays ------------------------------------------------------------
 def plot_compute(
-    busy_fraction: np.ndarray, path: str | Path, context: PlotContext | None = None, **kw: Any
+    utilization: np.ndarray, path: str | Path, context: PlotContext | None = None, **kw: Any
 ) -> Path:
-    """Heatmap of per-PE compute utilization (fraction of cycles computing)."""
-    return draw_panels([compute_panel(busy_fraction)], path, context, **kw)
+    """Heatmap of per-PE compute utilization (executed FLOPs / peak FLOPs, 0..1)."""
+    return draw_panels([compute_panel(utilization)], path, context, **kw)
 
 
 def plot_sram(
@@ -380,14 +389,40 @@ def result_panels(result: Any, kind: str = "all") -> list[Panel]:
     return panels
 
 
+def _pe_spec(result: Any) -> dict[str, Any] | None:
+    """The ``pe`` section of the hardware a result was produced on, as a dict, if it says."""
+    spec = getattr(result, "spec", None)
+    if spec is None:
+        spec = (getattr(result, "inputs", None) or {}).get("spec")
+    if spec is None:
+        return None
+    pe = spec.get("pe") if isinstance(spec, dict) else getattr(spec, "pe", None)
+    if pe is None:
+        return None
+    return pe if isinstance(pe, dict) else vars(pe)
+
+
+def _peak_flops_per_cycle(result: Any) -> float | None:
+    """Peak FLOPs per cycle of one PE for the result's dtype (an FMAC is 2 FLOPs)."""
+    pe = _pe_spec(result)
+    if pe is None:
+        return None
+    dtype = getattr(result, "dtype", "fp16")
+    lanes = pe.get("simd_fp32_fmac") if dtype == "fp32" else pe.get("simd_fp16_fmac")
+    return 2.0 * lanes if lanes else None
+
+
 def _compute_from(result: Any, cycles: float) -> Panel | None:
+    flops = getattr(result, "pe_flops", None)
+    peak = _peak_flops_per_cycle(result)
+    if flops is not None and peak and cycles > 0:
+        return compute_panel(compute_utilization(np.asarray(flops, dtype=float), peak, cycles))
     busy = getattr(result, "pe_compute_busy", None)
     if busy is not None:
-        return compute_panel(busy)
+        return busy_panel(busy)
     busy_cycles = getattr(result, "pe_busy_cycles", None)
     if busy_cycles is not None and cycles > 0:
-        return compute_panel(np.asarray(busy_cycles, dtype=float) / cycles)
-    flops = getattr(result, "pe_flops", None)
+        return busy_panel(np.asarray(busy_cycles, dtype=float) / cycles)
     if flops is not None:
         return flops_panel(flops)
     return None
@@ -397,8 +432,10 @@ def _sram_from(result: Any) -> Panel | None:
     peak = getattr(result, "pe_sram_peak_bytes", None)
     if peak is None:
         return None
-    spec = getattr(result, "spec", None)
-    capacity = getattr(getattr(spec, "pe", None), "sram_bytes", None)
+    pe = _pe_spec(result)
+    capacity = None
+    if pe is not None and pe.get("sram_bytes"):
+        capacity = pe["sram_bytes"] - pe.get("reserved_sram_bytes", 0)  # SRAM for data
     return sram_panel(peak, capacity)
 
 
