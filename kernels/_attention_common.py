@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +108,34 @@ def works_flops(works: list[Work]) -> IntField:
     total: IntField = 0
     for w in works:
         total = as_field(np.asarray(total) + np.asarray(work_flops(w)))
+    return total
+
+
+def state_merge_works(rows: int, d: int) -> list[Work]:
+    """Merging a received partial softmax state (o, m, l) of ``rows`` query rows into the own
+    one, fp32 operands: new max, the two rescale factors, rescaled sums and accumulators."""
+    a = ACC_BYTES
+    return [
+        alu_work("max", rows, 1, a),
+        alu_work("add", 3 * rows, 3, a),
+        alu_work("exp", 2 * rows, 2, a),
+        alu_work("mul", 2 * rows + rows * d, 2 + rows, a),
+        Work("fmac", rows * d, rows, 2 * rows * d * a, rows * d * a),
+    ]
+
+
+def tree_levels(span: int) -> int:
+    """Levels of a binary reduction tree over ``span`` PEs."""
+    return max(0, math.ceil(math.log2(span))) if span > 1 else 0
+
+
+def tree_hops(span: int) -> int:
+    """Link traversals of one binary reduction tree over ``span`` PEs in a line (level ``L``
+    pairs PE ``p`` with ``p + 2^L``)."""
+    total = 0
+    for lv in range(tree_levels(span)):
+        s = 1 << lv
+        total += s * len(range(0, span - s, 2 * s))
     return total
 
 

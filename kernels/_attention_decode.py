@@ -2,8 +2,11 @@
 
 Layout (docs/kernels-attention.md has the formulas):
 
-* A *unit* is one (sequence, kv-head) pair with its ``g = heads / kv_heads`` query heads (the
-  grouped-query heads share the unit's cache slice and every message).
+* A *unit* is one (sequence, kv-head, head group) triple: the ``g = heads / kv_heads`` query
+  heads of a kv-head are cut into ``head_split`` groups of ``g / head_split`` heads, and every
+  group gets its own copy of the kv-head's cache (so grouped-query attention can use as many
+  blocks, and as short merge messages, as multi-head attention; the heads of one group share
+  the unit's cache slice and every message).
 * Units are mapped to *blocks* of ``block_width`` x ``block_height`` PEs (``units_per_block``
   units each); the cache of a unit is dealt round-robin over its ``N`` PEs from the block's
   south-east corner, so every PE holds ``floor(C/N)`` or ``ceil(C/N)`` tokens (the balance
@@ -40,6 +43,9 @@ from wse_sim.kernels._attention_common import (
     pack_state,
     pad_to,
     round_to,
+    state_merge_works,
+    tree_hops,
+    tree_levels,
     unpack_state,
     used_region,
     works_cycles,
@@ -65,14 +71,29 @@ class DecodeLayout:
     units_per_block: int
     blocks_x: int
     blocks_y: int
+    head_split: int = 1
+    """Groups the ``g`` query heads of a kv-head are cut into (each with its own cache copy)."""
 
     @property
     def group(self) -> int:
+        """Query heads per kv-head (``g``)."""
         return self.heads // self.kv_heads
 
     @property
+    def unit_heads(self) -> int:
+        """Query heads of one unit: ``g / head_split``."""
+        return self.group // self.head_split
+
+    @property
     def units(self) -> int:
-        return self.batch * self.kv_heads
+        return self.batch * self.kv_heads * self.head_split
+
+    def unit_heads_of(self, unit: int) -> tuple[int, int, slice]:
+        """(sequence, kv-head, query-head slice) of ``unit`` (< ``units``)."""
+        b, rest = divmod(unit, self.kv_heads * self.head_split)
+        h, part = divmod(rest, self.head_split)
+        first = h * self.group + part * self.unit_heads
+        return b, h, slice(first, first + self.unit_heads)
 
     @property
     def block_pes(self) -> int:
@@ -94,7 +115,7 @@ class DecodeLayout:
     @property
     def query_rows(self) -> int:
         """Query vectors on every PE: all units of the block, all their heads."""
-        return self.units_per_block * self.group
+        return self.units_per_block * self.unit_heads
 
     def tiling(self) -> dict[str, Any]:
         return {
@@ -106,6 +127,7 @@ class DecodeLayout:
             "blocks_x": self.blocks_x,
             "blocks_y": self.blocks_y,
             "max_tokens_per_pe": self.max_tokens,
+            "head_split": self.head_split,
         }
 
     @classmethod
@@ -122,6 +144,7 @@ class DecodeLayout:
             units_per_block=t["units_per_block"],
             blocks_x=t["blocks_x"],
             blocks_y=t["blocks_y"],
+            head_split=t.get("head_split", 1),
         )
 
     def pe_of(self, col: int, row: int) -> tuple[int, int, int]:
@@ -171,15 +194,7 @@ def partial_works(lay: DecodeLayout, tokens: Any, nbytes: int) -> list[Work]:
 
 def merge_works(lay: DecodeLayout) -> list[Work]:
     """Merging a received partial state into the own one (fp32 accumulators)."""
-    rows, d = lay.query_rows, lay.head_dim
-    a = ACC_BYTES
-    return [
-        alu_work("max", rows, 1, a),
-        alu_work("add", 3 * rows, 3, a),
-        alu_work("exp", 2 * rows, 2, a),
-        alu_work("mul", 2 * rows + rows * d, 2 + rows, a),
-        Work("fmac", rows * d, rows, 2 * rows * d * a, rows * d * a),
-    ]
+    return state_merge_works(lay.query_rows, lay.head_dim)
 
 
 def final_works(lay: DecodeLayout) -> list[Work]:
@@ -223,17 +238,18 @@ def sram_map(plan: Plan) -> np.ndarray:
     return pad_to(_sram_used(lay, cost.dtype_bytes(plan.dtype)), plan.region.shape)
 
 
-def levels(span: int) -> int:
-    """Levels of a binary reduction tree over ``span`` PEs."""
-    return max(0, math.ceil(math.log2(span))) if span > 1 else 0
+levels = tree_levels
 
 
 # -- layout -------------------------------------------------------------------------------------
 
 
-def make_layout(sizes: dict[str, int], gx: int, gy: int, bw: int, bh: int) -> DecodeLayout:
-    """``gx`` x ``gy`` blocks of ``bw`` x ``bh`` PEs."""
-    units = sizes["batch"] * sizes["kv_heads"]
+def make_layout(
+    sizes: dict[str, int], gx: int, gy: int, bw: int, bh: int, head_split: int = 1
+) -> DecodeLayout:
+    """``gx`` x ``gy`` blocks of ``bw`` x ``bh`` PEs, the query heads of a kv-head cut into
+    ``head_split`` units."""
+    units = sizes["batch"] * sizes["kv_heads"] * head_split
     return DecodeLayout(
         batch=sizes["batch"],
         heads=sizes["heads"],
@@ -245,6 +261,7 @@ def make_layout(sizes: dict[str, int], gx: int, gy: int, bw: int, bh: int) -> De
         units_per_block=math.ceil(units / (gx * gy)),
         blocks_x=gx,
         blocks_y=gy,
+        head_split=head_split,
     )
 
 
@@ -267,8 +284,23 @@ def quick_cycles(spec: WaferSpec, dtype: str, lay: DecodeLayout) -> int:
     return total + int(works_cycles(spec, dtype, final_works(lay)))
 
 
-def _grids(units: int, region: Region, block: tuple[int, int] | None):
-    """Candidate (gx, gy, block width, block height)."""
+def _pow2_upto(limit: int) -> list[int]:
+    """Powers of two below ``limit``, and ``limit`` itself."""
+    out, p = [limit], 1
+    while p < limit:
+        out.append(p)
+        p *= 2
+    return out
+
+
+def _grids(units: int, context: int, region: Region, block: tuple[int, int] | None):
+    """Candidate (gx, gy, block width, block height).
+
+    Without an override: for every ``gx`` the blocks that tile the region (``gy`` blocks high),
+    and, where such a block has more PEs than useful (more than ``2 C``, so mostly empty
+    PEs and tree levels that merge nothing), smaller blocks of power-of-two sides holding
+    ``C / 32`` to ``2 C`` PEs (a few tokens per PE and fewer tree levels can be faster).
+    """
     if block is not None:
         bw, bh = block
         cap_y = region.height // bh
@@ -279,9 +311,20 @@ def _grids(units: int, region: Region, block: tuple[int, int] | None):
         gx = min(cap_x, math.ceil(units / gy))
         yield gx, gy, bw, bh
         return
+    seen: set[tuple[int, int]] = set()
     for gx in range(1, min(units, region.width) + 1):
         gy = min(region.height, math.ceil(units / gx))
-        yield gx, gy, region.width // gx, region.height // gy
+        bw_max, bh_max = region.width // gx, region.height // gy
+        if (bw_max, bh_max) in seen:
+            continue
+        seen.add((bw_max, bh_max))
+        yield gx, gy, bw_max, bh_max
+        if bw_max * bh_max <= 2 * context:
+            continue
+        for bw in _pow2_upto(bw_max):
+            for bh in _pow2_upto(bh_max):
+                if (bw, bh) != (bw_max, bh_max) and context / 32 <= bw * bh <= 2 * context:
+                    yield gx, gy, bw, bh
 
 
 def choose_layout(
@@ -290,30 +333,44 @@ def choose_layout(
     sizes: dict[str, int],
     dtype: str,
     block: tuple[int, int] | None,
+    head_split: int | None = None,
+    budget: int | None = None,
 ) -> DecodeLayout:
-    """Fastest block grid whose busiest PE fits SRAM; PlanError when none does."""
-    units = sizes["batch"] * sizes["kv_heads"]
+    """Fastest (block grid, head split) whose busiest PE fits ``budget`` bytes (default: the
+    PE's data SRAM); ties: fewest PEs. PlanError when none fits."""
     cap, b = spec.pe.data_sram_bytes, cost.dtype_bytes(dtype)
+    if budget is not None:
+        cap = min(cap, budget)
+    group = sizes["heads"] // sizes["kv_heads"]
+    splits = [head_split] if head_split else [d for d in range(1, group + 1) if group % d == 0]
     best: tuple[int, int, DecodeLayout] | None = None
     need = None
-    for gx, gy, bw, bh in _grids(units, region, block):
-        lay = make_layout(sizes, gx, gy, bw, bh)
-        lay_need = sram_bytes(lay, b)
-        need = lay_need if need is None else min(need, lay_need)
-        if lay_need > cap:
-            continue
-        key = (quick_cycles(spec, dtype, lay), lay.width * lay.height)
-        if best is None or key < best[:2]:
-            best = (*key, lay)
+    for hs in splits:
+        units = sizes["batch"] * sizes["kv_heads"] * hs
+        for gx, gy, bw, bh in _grids(units, sizes["context"], region, block):
+            lay = make_layout(sizes, gx, gy, bw, bh, hs)
+            lay_need = sram_bytes(lay, b)
+            need = lay_need if need is None else min(need, lay_need)
+            if lay_need > cap:
+                continue
+            key = (quick_cycles(spec, dtype, lay), lay.width * lay.height)
+            if best is None or key < best[:2]:
+                best = (*key, lay)
     if best is not None:
         return best[2]
-    raise PlanError(_no_fit_message(spec, region, sizes, dtype, need))
+    raise PlanError(_no_fit_message(spec, region, sizes, dtype, need, cap))
 
 
 def _no_fit_message(
-    spec: WaferSpec, region: Region, sizes: dict[str, int], dtype: str, need: int | None
+    spec: WaferSpec,
+    region: Region,
+    sizes: dict[str, int],
+    dtype: str,
+    need: int | None,
+    cap: int | None = None,
 ) -> str:
-    cap, b = spec.pe.data_sram_bytes, cost.dtype_bytes(dtype)
+    b = cost.dtype_bytes(dtype)
+    cap = spec.pe.data_sram_bytes if cap is None else cap
     units = sizes["batch"] * sizes["kv_heads"]
     g, d = sizes["heads"] // sizes["kv_heads"], sizes["head_dim"]
     one = make_layout(sizes | {"batch": 1, "kv_heads": 1, "heads": g, "context": 0}, 1, 1, 1, 1)
@@ -330,9 +387,10 @@ def _no_fit_message(
             f"(e.g. {side}x{side}), or a shorter context"
         )
     needed = "?" if need is None else str(need)
+    source = "pe.data_sram_bytes" if cap >= spec.pe.data_sram_bytes else "sram_budget"
     return (
         f"attention decode: needs {needed} bytes per PE on region {region.width}x{region.height} "
-        f"for context={sizes['context']}, a PE has {cap} (pe.data_sram_bytes); {hint}"
+        f"for context={sizes['context']}, a PE has {cap} ({source}); {hint}"
     )
 
 
@@ -513,13 +571,7 @@ def _tree(ready: np.ndarray, n: int, t_merge: int, R: int, H: int) -> np.ndarray
     return t[..., 0]
 
 
-def _tree_hops(span: int) -> int:
-    """Link traversals of one binary reduction tree over ``span`` PEs."""
-    total = 0
-    for lv in range(levels(span)):
-        s = 1 << lv
-        total += s * len(range(0, span - s, 2 * s))
-    return total
+_tree_hops = tree_hops
 
 
 # -- functional mode ----------------------------------------------------------------------------
@@ -541,7 +593,7 @@ class _Functional:
     def init(self, x: int, y: int) -> dict[str, Any]:
         lay = self.lay
         block, px, py = self._where(x, y)
-        g, d = lay.group, lay.head_dim
+        g, d = lay.unit_heads, lay.head_dim
         tokens = lay.tokens_of(px, py)
         units = lay.units_of(block)
         q = np.zeros((len(units), g, d), dtype=np.float32)
@@ -550,8 +602,8 @@ class _Functional:
         for t, u in enumerate(units):
             if u >= lay.units:
                 continue
-            b, h = divmod(u, lay.kv_heads)
-            q[t] = self.q[b, h * g : (h + 1) * g, 0]
+            b, h, heads = lay.unit_heads_of(u)
+            q[t] = self.q[b, heads, 0]
             k[t] = self.k[b, h, tokens]
             v[t] = self.v[b, h, tokens]
         mem: dict[str, Any] = {"k": k, "v": v}
@@ -562,7 +614,7 @@ class _Functional:
     def partial(self, mem: dict[str, Any], x: int, y: int) -> None:
         lay = self.lay
         q = mem["q"][:, :, None, :]  # (units, g, 1, d)
-        state = empty_state((q.shape[0], lay.group, 1), lay.head_dim)
+        state = empty_state((q.shape[0], lay.unit_heads, 1), lay.head_dim)
         n_tok = mem["k"].shape[1]
         if n_tok:
             allowed = np.ones((1, n_tok), dtype=bool)
@@ -579,13 +631,12 @@ class _Functional:
     def collect(self, memories: dict[tuple[int, int], dict[str, Any]]) -> np.ndarray:
         lay = self.lay
         out = np.zeros((lay.batch, lay.heads, 1, lay.head_dim), dtype=np.float32)
-        g = lay.group
         for (x, y), mem in memories.items():
             if "out" not in mem:
                 continue
             block, _, _ = self._where(x, y)
             for t, u in enumerate(lay.units_of(block)):
                 if u < lay.units:
-                    b, h = divmod(u, lay.kv_heads)
-                    out[b, h * g : (h + 1) * g, 0] = mem["out"][t]
+                    b, _, heads = lay.unit_heads_of(u)
+                    out[b, heads, 0] = mem["out"][t]
         return out

@@ -16,6 +16,8 @@ Layout (docs/kernels-attention.md has the picture and the formulas):
   Then, in round ``s`` = 0 .. ring-1, column ``s`` multicasts its keys and then its values along
   its block row; every other column consumes them with a ``Stream`` (QK^T while the keys arrive,
   PV while the values arrive) and runs the online-softmax update in between.
+* ``kv_split`` replicas (interleaved rows) fold disjoint sets of ``ring / kv_split`` tiles
+  each; ``merge L`` phases combine their partial states along a binary tree to replica 0.
 * ``finalize`` divides the accumulator by the running sum.
 """
 
@@ -38,9 +40,15 @@ from wse_sim.kernels._attention_common import (
     compute_ops,
     empty_state,
     finish_state,
+    merge_states,
     online_update,
+    pack_state,
     pad_to,
     round_to,
+    state_merge_works,
+    tree_hops,
+    tree_levels,
+    unpack_state,
     used_region,
     work_cycles,
     works_cycles,
@@ -82,6 +90,28 @@ class PrefillLayout:
     units_per_block: int
     blocks_x: int
     blocks_y: int
+    kv_split: int = 1
+    """Replicas of the block, each folding the key/value tiles of ``ring / kv_split`` columns;
+    their partial states are merged by a binary tree (divides ``ring``)."""
+
+    @property
+    def block_height(self) -> int:
+        """Rows of a block: ``rows`` query slices x ``kv_split`` replicas, interleaved (block
+        row ``r * kv_split + j`` is query slice ``r`` of replica ``j``)."""
+        return self.rows * self.kv_split
+
+    @property
+    def rounds(self) -> int:
+        """Key/value tiles each replica folds: ``ring / kv_split``."""
+        return self.ring // self.kv_split
+
+    def replica_of_rows(self) -> np.ndarray:
+        """Replica index of every row of the used region (``height``,)."""
+        return np.arange(self.height) % self.block_height % self.kv_split
+
+    def slice_of_rows(self) -> np.ndarray:
+        """Query slice ``r`` (0 .. rows-1) of every row of the used region (``height``,)."""
+        return np.arange(self.height) % self.block_height // self.kv_split
 
     @property
     def group(self) -> int:
@@ -121,7 +151,7 @@ class PrefillLayout:
 
     @property
     def height(self) -> int:
-        return self.blocks_y * self.rows
+        return self.blocks_y * self.block_height
 
     @property
     def query_rows(self) -> int:
@@ -141,6 +171,7 @@ class PrefillLayout:
             "chunk": self.chunk,
             "qchunk": self.qchunk,
             "padded_seq": self.padded_seq,
+            "kv_split": self.kv_split,
         }
 
     @classmethod
@@ -159,14 +190,23 @@ class PrefillLayout:
             units_per_block=t["units_per_block"],
             blocks_x=t["blocks_x"],
             blocks_y=t["blocks_y"],
+            kv_split=t.get("kv_split", 1),
         )
 
     # -- positions ------------------------------------------------------------------------------
     def pe_of(self, col: int, row: int) -> tuple[int, int, int]:
-        """(block index, row in block, column in block) of the PE at region offset (col, row)."""
+        """(block index, query slice, column in block) of the PE at region offset (col, row)."""
         i, bx = col % self.ring, col // self.ring
-        r, by = row % self.rows, row // self.rows
-        return bx * self.blocks_y + by, r, i
+        r, by = row % self.block_height, row // self.block_height
+        return bx * self.blocks_y + by, r // self.kv_split, i
+
+    def replica_of(self, row: int) -> int:
+        """Replica (0 .. kv_split-1) of the PE at region row offset ``row``."""
+        return row % self.block_height % self.kv_split
+
+    def tiles_of(self, replica: int) -> range:
+        """Columns whose key/value tiles ``replica`` folds (and multicasts, in this order)."""
+        return range(replica * self.rounds, (replica + 1) * self.rounds)
 
     def query_positions(self, i: int, r: int) -> np.ndarray:
         """Sequence positions of the query rows of column ``i``, row ``r`` (2 * qchunk)."""
@@ -195,9 +235,9 @@ def pairs_per_head_local(lay: PrefillLayout) -> IntField:
     cq, c = lay.qchunk, lay.chunk
     if not lay.causal:
         return 4 * cq * c
-    r = np.arange(lay.rows) % lay.pos_split
+    r = lay.slice_of_rows() % lay.pos_split
     per_row = cq * c + 2 * (r * cq * cq + cq * (cq + 1) // 2)
-    return np.tile(per_row, lay.blocks_y)[:, None]  # (height, 1): broadcasts over columns
+    return per_row[:, None]  # (height, 1): broadcasts over columns
 
 
 def pairs_per_head_round(lay: PrefillLayout) -> int:
@@ -252,13 +292,16 @@ def tile_wavelets(spec: WaferSpec, lay: PrefillLayout, nbytes: int) -> int:
 
 def sram_bytes(lay: PrefillLayout, nbytes: int) -> int:
     """Data bytes on one PE: Q, own K/V tile, the incoming K/V tile (when ring > 1), scores and
-    the accumulators (fp32)."""
+    the accumulators (fp32); with ``kv_split > 1`` an incoming partial state for the merge,
+    which reuses the incoming K/V buffer (free by then) as far as it goes."""
     u, rows, d, c = lay.units_per_block, lay.query_rows, lay.head_dim, lay.chunk
     q = rows * d * nbytes
     kv_tile = u * 2 * (2 * c) * d * nbytes  # K and V of two chunks
     scores = rows * 2 * c * ACC_BYTES
     acc = rows * (d + 2) * ACC_BYTES
-    return q + (2 if lay.ring > 1 else 1) * kv_tile + scores + acc
+    incoming = kv_tile if lay.ring > 1 else 0
+    merge_in = max(0, acc - incoming) if lay.kv_split > 1 else 0
+    return q + kv_tile + incoming + scores + acc + merge_in
 
 
 # -- choosing the layout ------------------------------------------------------------------------
@@ -318,8 +361,10 @@ def timing(spec: WaferSpec, dtype: str, lay: PrefillLayout) -> Timing:
     qk = float(work_cycles(spec, dtype, qk_work(lay, p, b)))
     pv = float(work_cycles(spec, dtype, pv_work(lay, p, b)))
     rep = 0.0
-    if lay.rows > 1:
-        rep = 2.0 * n + 2 * f.ramp_latency_cycles + (lay.rows - 1) * f.hop_latency_cycles - 1
+    if lay.block_height > 1:
+        rep = (
+            2.0 * n + 2 * f.ramp_latency_cycles + (lay.block_height - 1) * f.hop_latency_cycles - 1
+        )
     return Timing(
         replicate=rep,
         local=float(np.max(_local_cycles(spec, dtype, lay))),
@@ -337,8 +382,92 @@ def timing(spec: WaferSpec, dtype: str, lay: PrefillLayout) -> Timing:
 
 
 def quick_cycles(spec: WaferSpec, dtype: str, lay: PrefillLayout) -> float:
-    """The estimate's cycles without the per-PE arrays (used to rank candidate layouts)."""
-    return timing(spec, dtype, lay).cycles
+    """The estimate's cycles without the per-PE arrays (used to rank candidate layouts); with
+    ``kv_split > 1`` an upper bound (each row's latest PE stands for the row, at most
+    ``(ring - 1) H`` late)."""
+    if lay.kv_split == 1:
+        return timing(spec, dtype, lay).cycles
+    return float(split_cycles(spec, dtype, lay, per_pe=False))
+
+
+def merge_works(lay: PrefillLayout) -> list[Work]:
+    """Merging a received partial state (o, m, l) of every query row into the own one (fp32)."""
+    return state_merge_works(lay.query_rows, lay.head_dim)
+
+
+def state_wavelets(spec: WaferSpec, lay: PrefillLayout) -> int:
+    """A partial state (o, m, l) of every query row of a PE, fp32."""
+    return cost.wavelets(spec, lay.query_rows * (lay.head_dim + 2) * ACC_BYTES)
+
+
+def _row_starts(spec: WaferSpec, dtype: str, lay: PrefillLayout, n: int) -> np.ndarray:
+    """Cycle at which every block row (``block_height``,) starts its first round: its copy of
+    the key/value tile is in (row 0 owns it and is busy sending ``2n`` cycles; row ``y`` has
+    it at ``2n + 2R + yH - 1``) and its own tile is folded."""
+    f = spec.fabric
+    y = np.arange(lay.block_height)
+    rep = np.zeros(lay.block_height)
+    if lay.block_height > 1:
+        rep = np.where(
+            y == 0, 2.0 * n, 2.0 * n + 2 * f.ramp_latency_cycles + y * f.hop_latency_cycles - 1
+        )
+    local = np.broadcast_to(
+        np.asarray(_local_cycles(spec, dtype, lay), dtype=float), (lay.height, 1)
+    )
+    return rep + local[: lay.block_height, 0]
+
+
+def round_ends(spec: WaferSpec, dtype: str, lay: PrefillLayout) -> np.ndarray:
+    """Cycle every PE of a block (``block_height`` x ``ring``) is done with its rounds.
+
+    Replica ``j`` runs rounds ``s = j m .. j m + m - 1`` (``m = ring / kv_split``); round ``k``
+    starts ``2R + H + S_k + T_softmax + S_v`` after round ``k - 1`` (the next sender is the
+    previous one's east neighbour). A receiver ``dx`` columns from the last sender is done
+    ``2R + dx H + S_k + T_softmax + S_v`` after that round starts, the last sender ``2n``
+    after (its blocking sends)."""
+    tm = timing(spec, dtype, lay)
+    f = spec.fabric
+    t0 = _row_starts(spec, dtype, lay, tm.wavelets)[:, None]
+    if lay.ring == 1:
+        return t0 + np.zeros((1, 1))
+    m = lay.rounds
+    work = tm.stream_k + tm.softmax + tm.stream_v
+    t_last = t0 + (m - 1) * tm.period
+    j = np.arange(lay.block_height) % lay.kv_split
+    last = (j * m + m - 1)[:, None]
+    dx = np.abs(np.arange(lay.ring)[None, :] - last)
+    ends = t_last + 2 * f.ramp_latency_cycles + dx * f.hop_latency_cycles + work
+    return np.where(dx == 0, t_last + 2.0 * tm.wavelets, ends)
+
+
+def merge_tree(ready: np.ndarray, n: int, t_merge: float, R: int, H: int) -> np.ndarray:
+    """Binary-tree merge along the last axis of ``ready`` (cycle each replica's state is
+    ready; partner ``s`` rows away at level ``s``): the cycle replica 0 is done merging."""
+    t = ready.astype(float).copy()
+    span = t.shape[-1]
+    for lv in range(tree_levels(span)):
+        s = 1 << lv
+        recv = np.arange(0, span - s, 2 * s)
+        arrival = t[..., recv + s] + 2 * R + s * H + n - 1
+        t[..., recv] = np.maximum(arrival, t[..., recv] + n - 1) + t_merge
+    return t[..., 0]
+
+
+def split_cycles(spec: WaferSpec, dtype: str, lay: PrefillLayout, per_pe: bool = True) -> int:
+    """Total cycles with the merge of ``kv_split`` replicas (docs/kernels-attention.md)."""
+    f = spec.fabric
+    ends = np.ceil(round_ends(spec, dtype, lay) - 1e-9)
+    if not per_pe:
+        ends = ends.max(axis=1, keepdims=True)
+    ks = lay.kv_split
+    by_replica = ends.reshape(lay.rows, ks, -1).transpose(0, 2, 1)  # (rows, ring, ks)
+    t_merge = float(works_cycles(spec, dtype, merge_works(lay)))
+    b = cost.dtype_bytes(dtype)
+    root = merge_tree(
+        by_replica, state_wavelets(spec, lay), t_merge, f.ramp_latency_cycles,
+        f.hop_latency_cycles,
+    )  # fmt: skip
+    return math.ceil(float(root.max()) + float(works_cycles(spec, dtype, final_works(lay, b))))
 
 
 def _local_cycles(spec: WaferSpec, dtype: str, lay: PrefillLayout) -> Any:
@@ -363,15 +492,22 @@ def _candidates(limit: int, seq_span: int) -> list[int]:
 
 
 def make_layout(
-    sizes: dict[str, int], causal: bool, ring: int, rows: int, head_split: int, region: Region
+    sizes: dict[str, int],
+    causal: bool,
+    ring: int,
+    rows: int,
+    head_split: int,
+    region: Region,
+    kv_split: int = 1,
 ) -> PrefillLayout | None:
-    """The layout with ``ring`` x ``rows`` blocks, or ``None`` when it does not fit ``region``."""
-    if ring > region.width or rows > region.height or rows % head_split:
+    """The layout with ``ring`` x ``rows * kv_split`` blocks, or ``None`` when it does not fit
+    ``region`` (or ``kv_split`` does not divide ``ring``)."""
+    if ring > region.width or rows * kv_split > region.height or rows % head_split:
         return None
-    if (sizes["heads"] // sizes["kv_heads"]) % head_split:
+    if (sizes["heads"] // sizes["kv_heads"]) % head_split or ring % kv_split:
         return None
     units = sizes["batch"] * sizes["kv_heads"]
-    per_col, per_row = region.height // rows, region.width // ring
+    per_col, per_row = region.height // (rows * kv_split), region.width // ring
     capacity = per_col * per_row
     upb = math.ceil(units / capacity)
     blocks = math.ceil(units / upb)
@@ -390,6 +526,7 @@ def make_layout(
         units_per_block=upb,
         blocks_x=blocks_x,
         blocks_y=blocks_y,
+        kv_split=kv_split,
     )
 
 
@@ -398,22 +535,32 @@ def _divisors(n: int) -> list[int]:
 
 
 def _shapes(
-    sizes: dict[str, int], region: Region, ring: int | None, rows: int | None, hsplit: int | None
+    sizes: dict[str, int],
+    region: Region,
+    ring: int | None,
+    rows: int | None,
+    hsplit: int | None,
+    ksplit: int | None = None,
 ):
-    """Candidate (ring, rows, head_split) triples for ``region``."""
+    """Candidate (ring, rows, head_split, kv_split) for ``region``: rings and row counts from
+    :func:`_candidates`, head splits dividing ``g``, key splits dividing the ring that fit the
+    region's height (all of them only for the blocks that leave rows free)."""
     seq = sizes["seq"]
     group = sizes["heads"] // sizes["kv_heads"]
     rings = [ring] if ring else _candidates(min(region.width, max(1, seq)), max(1, seq // 2))
     splits = [hsplit] if hsplit else _divisors(group)
     for p in rings:
         chunk0 = max(1, math.ceil(seq / (2 * p)))
+        ks_all = [ksplit] if ksplit else _divisors(p)
         for hs in splits:
             if rows:
-                if rows % hs == 0:
-                    yield p, rows, hs
-                continue
-            for ps in _candidates(min(region.height // hs, chunk0), chunk0):
-                yield p, hs * ps, hs
+                shapes = [rows] if rows % hs == 0 else []
+            else:
+                shapes = [hs * ps for ps in _candidates(min(region.height // hs, chunk0), chunk0)]
+            for r in shapes:
+                for ks in ks_all:
+                    if r * ks <= region.height:
+                        yield p, r, hs, ks
 
 
 def choose_layout(
@@ -425,14 +572,17 @@ def choose_layout(
     ring: int | None,
     rows: int | None,
     head_split: int | None = None,
+    kv_split: int | None = None,
+    budget: int | None = None,
 ) -> PrefillLayout:
-    """The fastest layout that fits SRAM (ties: fewest PEs); PlanError when none fits."""
-    cap = spec.pe.data_sram_bytes
+    """The fastest layout whose PEs fit ``budget`` bytes (default: the PE's data SRAM; ties:
+    fewest PEs); PlanError when none fits."""
+    cap = spec.pe.data_sram_bytes if budget is None else min(budget, spec.pe.data_sram_bytes)
     b = cost.dtype_bytes(dtype)
     best: tuple[float, int, PrefillLayout] | None = None
     least: int | None = None
-    for p, r, hs in _shapes(sizes, region, ring, rows, head_split):
-        lay = make_layout(sizes, causal, p, r, hs, region)
+    for p, r, hs, ks in _shapes(sizes, region, ring, rows, head_split, kv_split):
+        lay = make_layout(sizes, causal, p, r, hs, region, ks)
         if lay is None:
             continue
         need = sram_bytes(lay, b)
@@ -444,7 +594,7 @@ def choose_layout(
             best = (*key, lay)
     if best is not None:
         return best[2]
-    raise PlanError(_no_fit_message(spec, region, sizes, dtype, causal, least))
+    raise PlanError(_no_fit_message(spec, region, sizes, dtype, causal, least, cap))
 
 
 def _no_fit_message(
@@ -454,8 +604,9 @@ def _no_fit_message(
     dtype: str,
     causal: bool,
     need: int | None,
+    cap: int | None = None,
 ) -> str:
-    cap = spec.pe.data_sram_bytes
+    cap = spec.pe.data_sram_bytes if cap is None else cap
     b = cost.dtype_bytes(dtype)
     # The smallest block (fewest PEs per unit) that fits on an unbounded mesh.
     big = Region(0, 0, 1 << 30, 1 << 30)
@@ -463,7 +614,7 @@ def _no_fit_message(
     fit: tuple[int, int, int] | None = None
     p = 1
     while p <= 4 * max(1, sizes["seq"]):
-        for pp, r, hs in _shapes(one_unit, big, p, None, None):
+        for pp, r, hs, _ in _shapes(one_unit, big, p, None, None, 1):
             lay = make_layout(one_unit, causal, pp, r, hs, big)
             fits = lay is not None and sram_bytes(lay, b) <= cap
             if fits and (fit is None or pp * r < fit[0] * fit[1]):
@@ -479,9 +630,10 @@ def _no_fit_message(
     else:
         hint = "no ring length fits; reduce head_dim"
     shown = "?" if need is None else str(need)
+    source = "pe.data_sram_bytes" if cap >= spec.pe.data_sram_bytes else "sram_budget"
     return (
         f"attention prefill: needs {shown} bytes per PE on region "
-        f"{region.width}x{region.height}, a PE has {cap} (pe.data_sram_bytes); {hint}"
+        f"{region.width}x{region.height}, a PE has {cap} ({source}); {hint}"
     )
 
 
@@ -508,11 +660,16 @@ def build_program(
     fx = _Functional(lay, region, dtype, inputs) if functional else None
 
     phases = []
-    if lay.rows > 1:
+    bh = lay.block_height
+    replica_col = lay.replica_of_rows()[:, None]  # (height, 1)
+    replica = np.broadcast_to(replica_col, shape)
+    cols_row = np.arange(region.width)[None, :] % lay.ring  # (1, width)
+    cols = np.broadcast_to(cols_row, shape)
+    if bh > 1:
         # Row 0 of every block owns the column's K/V tile; copy it down the block's column.
-        first = np.broadcast_to((np.arange(region.height) % lay.rows == 0)[:, None], shape)
-        down = Dest(0, 0, 1, lay.rows - 1)
-        up = (0, as_field(np.broadcast_to(-(np.arange(region.height) % lay.rows)[:, None], shape)))
+        first = np.broadcast_to((np.arange(region.height) % bh == 0)[:, None], shape)
+        down = Dest(0, 0, 1, bh - 1)
+        up = (0, as_field(np.broadcast_to(-(np.arange(region.height) % bh)[:, None], shape)))
         phases.append(
             Phase(
                 "replicate",
@@ -524,13 +681,26 @@ def build_program(
                 ],
             )
         )
-    phases.append(Phase("local", compute_ops(local, dtype, None, fx.local if fx else None)))
-    cols = np.arange(region.width) % lay.ring
-    for s in range(lay.ring if lay.ring > 1 else 0):
-        sender = np.broadcast_to(cols == s, shape)
-        receiver = np.broadcast_to(cols != s, shape)
-        dest = Dest(-s, lay.ring - 1 - s, 0, 0)
-        src = (as_field(np.broadcast_to(s - cols, shape)), 0)
+    # Replica j folds (and multicasts) the tiles of columns j m .. j m + m - 1.
+    owns = (cols // lay.rounds == replica) if lay.kv_split > 1 else None
+    phases.append(Phase("local", compute_ops(local, dtype, owns, fx.local if fx else None)))
+    # Step k: in replica j, column j m + k multicasts its tile along its block row (the
+    # replicas' rows are independent rings, so one phase holds step k of all of them).
+    for k in range(lay.rounds if lay.ring > 1 else 0):
+        if lay.kv_split == 1:
+            sender = np.broadcast_to(cols_row == k, shape)
+            receiver = np.broadcast_to(cols_row != k, shape)
+            dest = Dest(-k, lay.ring - 1 - k, 0, 0)
+            src = (as_field(np.broadcast_to(k - cols_row, shape)), 0)
+        else:
+            s_col = replica_col * lay.rounds + k  # the sender's column, per row
+            sender = cols_row == s_col
+            receiver = ~sender
+            dest = Dest(
+                as_field(np.broadcast_to(-cols_row, shape)),
+                as_field(np.broadcast_to(lay.ring - 1 - cols_row, shape)),
+            )
+            src = (as_field((s_col - cols_row).astype(np.int32)), 0)
         ops: list[Any] = [
             Send(K_COLOR, n, dest, mask=sender, buffer="k"),
             Send(V_COLOR, n, dest, mask=sender, buffer="v"),
@@ -545,22 +715,54 @@ def build_program(
                 recv=Recv(V_COLOR, n, src=src),
                 compute=_compute(pv, dtype),
                 mask=receiver,
-                fn=fx.round_values(s) if fx else None,
+                fn=fx.round_values(k) if fx else None,
             ),
         ]
-        phases.append(Phase(f"round {s}", ops))
-    phases.append(Phase("finalize", compute_ops(fin, dtype, None, fx.finish if fx else None)))
+        phases.append(Phase(f"round {k}", ops))
+    root = None
+    if lay.kv_split > 1:
+        phases.extend(_merge_phases(spec, lay, replica_col, shape, dtype, fx))
+        root = np.broadcast_to(replica_col == 0, shape)
+    phases.append(Phase("finalize", compute_ops(fin, dtype, root, fx.finish if fx else None)))
 
-    executed = _executed_flops(lay, spec, dtype, shape)
+    block = _executed_flops(lay, spec, dtype, (lay.block_height, lay.ring))
     return Program(
         name="attention",
         region=region,
         phases=phases,
         sram_bytes=sram_bytes(lay, b),
-        flops=float(executed.sum()),
+        flops=float(block.sum()) * lay.blocks_x * lay.blocks_y,
         init=fx.init if fx else None,
         collect=fx.collect if fx else None,
     )
+
+
+def _merge_phases(
+    spec: WaferSpec,
+    lay: PrefillLayout,
+    replica: np.ndarray,
+    shape: tuple[int, int],
+    dtype: str,
+    fx: Any,
+) -> list[Phase]:
+    """Binary tree over the replicas of every (query slice, column): level ``L`` sends the
+    state of replica ``j + 2^L`` to replica ``j`` (``2^L`` rows north), which merges it."""
+    n = state_wavelets(spec, lay)
+    merge = merge_works(lay)
+    phases = []
+    color = V_COLOR + 1
+    for lv in range(tree_levels(lay.kv_split)):
+        s = 1 << lv
+        snd = np.broadcast_to(replica % (2 * s) == s, shape)
+        rcv = np.broadcast_to((replica % (2 * s) == 0) & (replica + s < lay.kv_split), shape)
+        ops: list[Any] = [
+            Send(color, n, Dest.to(0, -s), mask=snd, buffer="state"),
+            Recv(color, n, src=(0, s), mask=rcv, buffer="incoming"),
+            *compute_ops(merge, dtype, rcv, fx.merge if fx else None),
+        ]
+        phases.append(Phase(f"merge {lv}", ops))
+        color = color + 1 if color + 1 < spec.fabric.colors else V_COLOR + 1
+    return phases
 
 
 def _fit(w: Work, shape: tuple[int, int]) -> Work:
@@ -584,7 +786,9 @@ def _compute(w: Work, dtype: str) -> Compute:
 
 
 def _executed_flops(lay: PrefillLayout, spec: WaferSpec, dtype: str, shape: tuple[int, int]):
-    """FLOPs each PE executes (region-shaped array), padding work included."""
+    """FLOPs each PE executes (region-shaped array), padding work included: its own tile when
+    its replica folds it, the other tiles its replica folds, merges, and (replica 0) the final
+    scaling."""
     b = cost.dtype_bytes(dtype)
     p_local, p_round = pairs_per_head_local(lay), pairs_per_head_round(lay)
     local = works_flops(
@@ -594,7 +798,20 @@ def _executed_flops(lay: PrefillLayout, spec: WaferSpec, dtype: str, shape: tupl
         [qk_work(lay, p_round, b), *softmax_works(lay, p_round, b), pv_work(lay, p_round, b)]
     )
     fin = works_flops(final_works(lay, b))
-    per_pe = np.asarray(local) + (lay.ring - 1) * int(rnd) + int(fin)
+    local = np.asarray(local)
+    if local.ndim:  # per-row pattern over the used region: the rows of ``shape``
+        local = local[: shape[0]]
+    replica = lay.replica_of_rows()[: shape[0], None]
+    owns = np.arange(shape[1])[None, :] % lay.ring // lay.rounds == replica
+    per_pe = np.where(owns, np.asarray(local) + (lay.rounds - 1) * int(rnd), lay.rounds * int(rnd))
+    if lay.kv_split > 1:
+        merges = np.zeros(lay.kv_split)
+        for lv in range(tree_levels(lay.kv_split)):
+            s = 1 << lv
+            j = np.arange(lay.kv_split)
+            merges[(j % (2 * s) == 0) & (j + s < lay.kv_split)] += 1
+        per_pe = per_pe + merges[replica] * float(works_flops(merge_works(lay)))
+    per_pe = per_pe + np.where(replica == 0, int(fin), 0)
     return np.broadcast_to(per_pe, shape).astype(float)
 
 
@@ -609,27 +826,39 @@ def sram_map(plan: Plan) -> np.ndarray:
 
 
 def estimate(plan: Plan, spec: WaferSpec) -> Estimate:
-    """Closed form (docs/kernels-attention.md):
+    """Closed form (docs/kernels-attention.md). One replica (``kv_split = 1``):
 
-    ``T = T_rep + T_local + ring * (2R + H + S_k + T_softmax + S_v) + (ring - 2) H + T_final``.
+    ``T = T_rep + T_local + ring * (2R + H + S_k + T_softmax + S_v) + (ring - 2) H + T_final``;
+
+    with ``kv_split > 1`` every PE's end of its ``ring / kv_split`` rounds, then the merge tree
+    over the replicas (:func:`split_cycles`).
     """
     lay = PrefillLayout.from_plan(plan)
     tm = timing(spec, plan.dtype, lay)
     used = (lay.height, lay.width)
     pe_flops = pad_to(_executed_flops(lay, spec, plan.dtype, used), plan.region.shape)
-    total = math.ceil(tm.cycles - 1e-9)
-    rounds = lay.ring if lay.ring > 1 else 0
+    ks = lay.kv_split
+    total = math.ceil(tm.cycles - 1e-9) if ks == 1 else split_cycles(spec, plan.dtype, lay)
+    rounds = lay.rounds if lay.ring > 1 else 0
+    t_merge = float(works_cycles(spec, plan.dtype, merge_works(lay)))
+    n_state = state_wavelets(spec, lay)
     compute = (
         tm.local
         + tm.final
         + rounds * (min(tm.stream_k, tm.qk) + tm.softmax + min(tm.stream_v, tm.pv))
+        + tree_levels(ks) * t_merge
     )
     comm = tm.replicate + rounds * (max(0.0, tm.stream_k - tm.qk) + max(0.0, tm.stream_v - tm.pv))
-    # Each round multicasts a key and a value tile over the ring - 1 links of every block row.
-    rows = lay.rows * lay.blocks_x * lay.blocks_y
-    links = rounds * 2 * tm.wavelets * (lay.ring - 1) * rows
-    # Replication: a key and a value tile down rows - 1 links of every block column.
-    links += 2 * tm.wavelets * (lay.rows - 1) * lay.width * lay.blocks_y
+    comm += tree_levels(ks) * n_state
+    comm = max(0.0, min(comm, total - compute))
+    blocks = lay.blocks_x * lay.blocks_y
+    # Each round multicasts a key and a value tile over the ring - 1 links of the block rows
+    # of one replica (``rows`` of them).
+    links = (lay.ring if lay.ring > 1 else 0) * 2 * tm.wavelets * (lay.ring - 1) * lay.rows * blocks
+    # Replication: a key and a value tile down block_height - 1 links of every block column.
+    links += 2 * tm.wavelets * (lay.block_height - 1) * lay.width * lay.blocks_y
+    # Merge: one state per tree edge, per (query slice, column).
+    links += tree_hops(ks) * n_state * lay.rows * lay.ring * blocks
     return Estimate(
         cycles=float(total),
         breakdown={
@@ -691,7 +920,7 @@ class _Functional:
             k.append(self._gather(self.k, u, slice(h, h + 1), kpos)[0])
             v.append(self._gather(self.v, u, slice(h, h + 1), kpos)[0])
         mem: dict[str, Any] = {"q": np.stack(q)}
-        if r == 0:  # rows > 0 receive their copy in the replicate phase
+        if (y - self.region.y) % lay.block_height == 0:  # the others get a copy (replicate)
             mem.update(k=np.stack(k), v=np.stack(v))
         mem.update(empty_state((len(units), lay.heads_per_pe, len(qpos)), lay.head_dim))
         return mem
@@ -705,6 +934,17 @@ class _Functional:
         if lay.causal:
             allowed = allowed & (kpos[None, :] <= qpos[:, None])
         online_update(mem, mem["q"], k[:, None], v[:, None], allowed, self.scale)
+        if lay.kv_split > 1:  # the payload of the merge messages
+            mem["state"] = pack_state({n: mem[n] for n in ("o", "m", "l")})
+
+    @staticmethod
+    def merge(mem: dict[str, Any], x: int, y: int) -> None:
+        """Fold a partial state from another replica (disjoint keys) into the own one."""
+        own = mem.get("state")
+        incoming = np.asarray(mem.pop("incoming"))
+        merged = incoming if own is None else merge_states(own, incoming)
+        mem["state"] = merged
+        mem.update(unpack_state(merged))
 
     def local(self, mem: dict[str, Any], x: int, y: int) -> None:
         _, _, i = self._where(x, y)
@@ -715,8 +955,11 @@ class _Functional:
         mem["k_in"] = np.asarray(incoming)
         return None
 
-    def round_values(self, s: int):
+    def round_values(self, k: int):
+        """Fold step ``k``'s tile: that of column ``j m + k`` for the PE's replica ``j``."""
+
         def fn(mem: dict[str, Any], x: int, y: int, incoming: Any) -> None:
+            s = self.lay.replica_of(y - self.region.y) * self.lay.rounds + k
             self._fold(mem, x, y, s, mem.pop("k_in"), np.asarray(incoming))
             return None
 

@@ -7,8 +7,11 @@ sequence; the KV-cache length for decode, equal to ``seq`` for prefill).
 Options: ``phase`` = ``prefill`` (flash-style, query tiles resident, key/value tiles multicast
 along PE rows, online softmax; ``causal`` skips fully masked tiles and computes only the lower
 triangle of diagonal ones) or ``decode`` (one query per sequence against a KV cache spread over
-PEs, partial softmax per PE, binary-tree merge). Layout overrides: ``ring`` and
-``rows_per_unit`` and ``head_split`` (prefill), ``block_width`` and ``block_height`` (decode).
+PEs, partial softmax per PE, binary-tree merge). Layout overrides: ``ring``,
+``rows_per_unit``, ``head_split`` and ``kv_split`` (prefill: replicas over key slices whose
+partial states a tree merges), ``block_width``, ``block_height`` and ``head_split`` (decode:
+query heads of a kv-head on separate blocks). ``sram_budget``: the most data bytes per PE the
+plan may use (default ``pe.data_sram_bytes``).
 
 Inputs (functional mode): ``q`` of shape (batch, heads, seq, head_dim), ``k`` and ``v`` of shape
 (batch, kv_heads, context, head_dim). Output: (batch, heads, seq, head_dim).
@@ -143,6 +146,13 @@ def _check_shape_options(options: dict[str, Any], region: Region, sizes: dict[st
         )
     if split and rows and rows % split:
         raise ConfigError("rows_per_unit", rows, f"must be a multiple of head_split ({split})")
+    ksplit = _int_option(options, "kv_split")
+    if ksplit and ring and ring % ksplit:
+        raise ConfigError("kv_split", ksplit, f"must divide ring ({ring}), e.g. 1 or {ring}")
+    if ksplit and ksplit > region.height:
+        raise ConfigError(
+            "kv_split", ksplit, f"must be at most the region height ({region.height})"
+        )
 
 
 @register
@@ -171,13 +181,14 @@ class AttentionKernel(Kernel):
             raise ConfigError("algorithm", algorithm, f"use one of {', '.join(self.algorithms)}")
         dtype_bytes(dtype)
         sz, phase = _validate(sizes, options)
+        budget = _int_option(options, "sram_budget")
         causal = bool(options.get("causal", phase == "prefill"))
         if phase == "prefill":
             _check_shape_options(options, region, sz)
             lay = pre.choose_layout(
                 spec, region, sz, dtype, causal,
                 _int_option(options, "ring"), _int_option(options, "rows_per_unit"),
-                _int_option(options, "head_split"),
+                _int_option(options, "head_split"), _int_option(options, "kv_split"), budget,
             )  # fmt: skip
             need = pre.sram_bytes(lay, dtype_bytes(dtype))
         else:
@@ -191,7 +202,15 @@ class AttentionKernel(Kernel):
             block = None
             if bw or bh:
                 block = (bw or region.width, bh or region.height)
-            lay = dec.choose_layout(spec, region, sz, dtype, block)
+            split = _int_option(options, "head_split")
+            group = sz["heads"] // sz["kv_heads"]
+            if split and group % split:
+                raise ConfigError(
+                    "head_split",
+                    split,
+                    f"must divide heads / kv_heads ({group}), e.g. 1 or {group}",
+                )
+            lay = dec.choose_layout(spec, region, sz, dtype, block, split, budget)
             need = dec.sram_bytes(lay, dtype_bytes(dtype))
         opts = {"phase": phase, "causal": causal if phase == "prefill" else False}
         flops = attention_flops(

@@ -333,6 +333,7 @@ def test_prefill_executes_only_visible_pairs(causal):
         causal=causal,
         ring=4,
         rows_per_unit=2,
+        kv_split=1,
     )
     t = plan.tiling
     assert t["padded_seq"] == 32
@@ -414,7 +415,7 @@ def test_long_context_decode_on_full_wse2_is_linear():
     cycles = []
     for k in (8, 16, 32):
         sizes = dict(batch=1, heads=8, kv_heads=1, seq=1, head_dim=128, context=k * n)
-        plan = K.plan(WSE2, region, sizes, "fp16", phase="decode")
+        plan = K.plan(WSE2, region, sizes, "fp16", phase="decode", head_split=1)
         assert plan.tiling["max_tokens_per_pe"] == k
         c = K.estimate(plan, WSE2).cycles
         assert math.isfinite(c) and c > 0
@@ -431,5 +432,140 @@ def test_timing_program_at_full_wafer_is_cheap():
     program = K.program(plan, WSE2)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert len(program.phases) == plan.tiling["ring"] + 3
+    levels = math.ceil(math.log2(plan.tiling["kv_split"]))
+    rounds = plan.tiling["ring"] // plan.tiling["kv_split"]
+    assert len(program.phases) == rounds + 3 + levels
     assert peak < 32 * 2**20
+
+
+# -- key/value split (prefill) and head split (decode) -------------------------------------------
+
+KV_SPLIT = [
+    # replicas interleaved with two query slices, causal and not
+    (dict(batch=1, heads=2, seq=32, head_dim=8), dict(causal=True, ring=4, rows_per_unit=2, kv_split=2), "fp32"),
+    (dict(batch=1, heads=2, seq=32, head_dim=8), dict(causal=False, ring=4, rows_per_unit=1, kv_split=4), "fp32"),
+    # grouped-query heads split over rows, two units per block column, fp16
+    (dict(batch=2, heads=4, kv_heads=1, seq=16, head_dim=8), dict(causal=True, ring=4, rows_per_unit=2, head_split=2, kv_split=2), "fp16"),
+    # padded sequence, three replicas (odd tree)
+    (dict(batch=1, heads=3, seq=13, head_dim=4), dict(causal=True, ring=3, rows_per_unit=2, kv_split=3), "fp32"),
+    # one column per replica: the merge does all the combining
+    (dict(batch=1, heads=1, seq=64, head_dim=16), dict(causal=True, ring=8, rows_per_unit=1, kv_split=8), "fp16"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("sizes,opts,dtype", KV_SPLIT)
+def test_prefill_kv_split_matches_numpy_and_closed_form(sizes, opts, dtype):
+    """Replicas over key slices merged by a tree: right result, and on these uncontended
+    programs the DES and the closed form agree to the cycle."""
+    plan = _plan(sizes, dtype, phase="prefill", **opts)
+    assert plan.tiling["kv_split"] == opts["kv_split"]
+    res, err, _ = _run(plan)
+    assert err < TOL[dtype]
+    assert res.cycles == K.estimate(plan, SMALL).cycles
+
+
+@pytest.mark.parametrize("sizes,opts,dtype", KV_SPLIT[::2])
+def test_prefill_kv_split_conservation(sizes, opts, dtype):
+    region = Region(3, 5, 16, 16)
+    plan = _plan(sizes, dtype, region=region, spec=DEMO, phase="prefill", **opts)
+    program = K.program(plan, DEMO)
+    res = run_program(program, DEMO)
+    est = K.estimate(plan, DEMO)
+    np.testing.assert_array_equal(_crop(res.pe_flops, region), est.pe_flops)
+    np.testing.assert_array_equal(_crop(res.pe_sram_peak_bytes, region), K.sram_map(plan))
+    assert res.link_wavelets.sum() == pytest.approx(est.link_wavelets)
+    assert res.wavelets_delivered == res.wavelets_expected
+    assert sum(est.breakdown.values()) == pytest.approx(est.cycles)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_prefill_kv_split_executes_each_pair_once(causal):
+    """Every (query, key) pair is scored by exactly one replica: executed FLOPs = model FLOPs
+    + per-tile bookkeeping + kv_split - 1 merges per (query slice, column) + one final scaling
+    per query row."""
+    from wse_sim.hardware import cost
+
+    d, ks = 8, 4
+    plan = _plan(
+        dict(batch=1, heads=2, seq=32, head_dim=d),
+        phase="prefill", causal=causal, ring=4, rows_per_unit=2, kv_split=ks,
+    )  # fmt: skip
+    t = plan.tiling
+    rows_pe = 2 * t["qchunk"]
+    pes = t["width"] * t["height"]
+    slices = pes // ks  # (query slice, column) pairs: PEs of one replica
+    merge = {
+        "max": rows_pe,
+        "add": 3 * rows_pe,
+        "exp": 2 * rows_pe,
+        "mul": 2 * rows_pe + rows_pe * d,
+    }
+    merge_flops = sum(cost.vector_op(k).flops_per_element * e for k, e in merge.items())
+    merge_flops += cost.vector_op("fmac").flops_per_element * rows_pe * d
+    rounds = t["ring"] // ks
+    extra = pes * rounds * rows_pe * (d + 5) + slices * rows_pe * (d + 2)
+    extra += slices * (ks - 1) * merge_flops
+    assert K.program(plan, SMALL).flops == pytest.approx(plan.flops + extra)
+
+
+def test_prefill_spreads_over_the_region_and_shrinks_its_footprint():
+    """LLaMA-2-7B-like prefill at seq 512: the old layout could use at most g * seq / 2 PEs per
+    (sequence, kv-head) pair with an 18 KB footprint; splitting the keys uses more of a larger
+    region and needs fewer bytes per PE there, and is faster."""
+    sizes = dict(batch=1, heads=32, seq=512, head_dim=128)
+    one_replica = K.plan(WSE2, Region(0, 0, 750, 994), sizes, "fp16", kv_split=1)
+    plans = [K.plan(WSE2, Region(0, 0, w, h), sizes, "fp16") for w, h in ((128, 128), (750, 994))]
+    pes = [p.tiling["width"] * p.tiling["height"] for p in plans]
+    assert pes[1] > 32 * 512 // 2 >= one_replica.tiling["width"] * one_replica.tiling["height"]
+    assert pes[1] > pes[0]
+    assert plans[1].sram_bytes_per_pe < plans[0].sram_bytes_per_pe
+    assert plans[1].sram_bytes_per_pe < one_replica.sram_bytes_per_pe / 2
+    c_split, c_one = (K.estimate(p, WSE2).cycles for p in (plans[1], one_replica))
+    assert c_split < c_one / 4
+
+
+@pytest.mark.parametrize("phase,sizes,budget", [
+    ("prefill", dict(batch=1, heads=8, seq=256, head_dim=64), 3400),
+    ("decode", dict(batch=1, heads=8, kv_heads=2, seq=1, head_dim=64, context=65536), 20000),
+])  # fmt: skip
+def test_sram_budget_is_respected(phase, sizes, budget):
+    """``sram_budget`` (bytes a PE can spare, e.g. beside resident weights) bounds the plan's
+    footprint; a tighter budget never makes the plan faster; one too small is a PlanError."""
+    region = Region(0, 0, 64, 64)
+    free = K.plan(DEMO, region, sizes, "fp16", phase=phase)
+    assert free.sram_bytes_per_pe > budget
+    tight = K.plan(DEMO, region, sizes, "fp16", phase=phase, sram_budget=budget)
+    assert tight.sram_bytes_per_pe <= budget
+    assert K.estimate(tight, DEMO).cycles >= K.estimate(free, DEMO).cycles
+    with pytest.raises(PlanError, match=r"a PE has 64 \(sram_budget\)") as info:
+        K.plan(DEMO, region, sizes, "fp16", phase=phase, sram_budget=64)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+def test_decode_head_split_matches_numpy_and_closed_form(dtype):
+    """GQA decode with the query heads of a kv-head on separate blocks (each with a copy of the
+    cache): right result; DES equals the closed form."""
+    sizes = dict(batch=2, heads=8, kv_heads=2, seq=1, head_dim=8, context=45)
+    plan = _plan(sizes, dtype, phase="decode", head_split=4, block_width=4, block_height=4)
+    assert plan.tiling["head_split"] == 4
+    res, err, _ = _run(plan)
+    assert err < TOL[dtype]
+    assert res.cycles == K.estimate(plan, SMALL).cycles
+
+
+def test_gqa_decode_uses_head_split_on_the_wafer():
+    """LLaMA-3-8B-like decode (32 heads, 8 kv heads): splitting each kv group's 4 query heads
+    is faster than keeping them together (shorter merge messages, more blocks)."""
+    region = Region(0, 0, WSE2.mesh.width, WSE2.mesh.height)
+    sizes = dict(batch=1, heads=32, kv_heads=8, seq=1, head_dim=128, context=2048)
+    auto = K.plan(WSE2, region, sizes, "bf16", phase="decode")
+    together = K.plan(WSE2, region, sizes, "bf16", phase="decode", head_split=1)
+    assert auto.tiling["head_split"] > 1
+    assert K.estimate(auto, WSE2).cycles < K.estimate(together, WSE2).cycles
+
+
+def test_kv_split_must_divide_ring():
+    with pytest.raises(ConfigError) as info:
+        _plan(dict(batch=1, heads=2, seq=32, head_dim=8), phase="prefill", ring=4, kv_split=3)
+    assert info.value.field == "kv_split"
