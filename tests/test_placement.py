@@ -70,6 +70,36 @@ def test_stream_keeps_only_kv_cache_resident():
     assert placed.stages[0].resident_bytes == pytest.approx(memory_budget(g).kv_cache)
 
 
+def test_stream_training_keeps_saved_activations_or_only_layer_inputs():
+    from wse_sim.placement.stream import Stream
+    from wse_sim.placement.units import recomputed_activation_bytes, saved_activation_bytes
+
+    g = _graph("train")
+    keep = Stream("keep").place(g, _spec(16, 16))
+    again = Stream("recompute").place(g, _spec(16, 16))
+    assert keep.activations == "keep" and again.activations == "recompute"
+    assert keep.stages[0].resident_bytes == pytest.approx(saved_activation_bytes(g, tuple(g)))
+    assert again.stages[0].resident_bytes == pytest.approx(recomputed_activation_bytes(g))
+    # no optimizer state and no weights stay: they live in the external weight store
+    assert again.stages[0].resident_bytes < keep.stages[0].resident_bytes
+    assert any("recomputed" in n for n in again.notes)
+    # outside training the policy does not apply
+    assert Stream("recompute").place(_graph("decode"), _spec(16, 16)).activations == "keep"
+    with pytest.raises(ConfigError, match="keep, recompute"):
+        Stream("offload")
+
+
+def test_stream_that_cannot_hold_the_activations_says_so_in_one_line():
+    from wse_sim.placement.stream import Stream
+
+    g = _graph("train", batch=8)
+    with pytest.raises(PlanError) as info:
+        Stream("keep").place(g, _spec(1, 1))
+    msg = str(info.value)
+    assert "saved activations (keep) need" in msg and "pe.data_sram_bytes" in msg
+    assert "--batch" in msg and "\n" not in msg
+
+
 # -- pipeline -----------------------------------------------------------------------------------
 def test_partition_is_contiguous_and_balanced():
     works = [1.0, 5.0, 5.0, 5.0, 5.0, 20.0]

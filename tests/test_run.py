@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import wse_sim
+from wse_sim.api import run as api_run
 from wse_sim.api import simulate_model
-from wse_sim.errors import ConfigError
+from wse_sim.errors import ConfigError, PlanError
 from wse_sim.graph import build_graph
 from wse_sim.lowering.execute import clear_memo
 from wse_sim.result.run_result import RunResult
@@ -187,6 +188,134 @@ def test_micro_batches_when_a_wafer_cannot_hold_the_batch():
     assert r.flops == pytest.approx(_graph("train", batch=8, seq=128).graph["flops"])
 
 
+# -- training activations under weight streaming ------------------------------------------------
+def _layer_forward(r):
+    return [op for op in r.per_op if op.layer is not None and op.stage == "fwd"]
+
+
+def test_recompute_runs_each_layer_forward_again_in_its_backward_group():
+    kw = {"mode": "train", "activations": "recompute"}
+    keep = _stream(1e18, mode="train", activations="keep")
+    again = _stream(1e18, **kw)
+    assert again.inputs["activations_used"] == "recompute" and again.micro_batches == 1
+    fwd = {op.name: op for op in _layer_forward(again)}
+    copies = {op.name: op for op in again.per_op if op.name.endswith(".recompute")}
+    assert set(copies) == {f"{name}.recompute" for name in fwd}
+    for name, copy in copies.items():
+        original = fwd[name[: -len(".recompute")]]
+        assert copy.cycles == original.cycles and copy.stage == "bwd" and copy.flops == 0
+    # the graph's FLOPs are counted once; the recomputed ones only in the executed arrays
+    assert again.flops == pytest.approx(_graph("train").graph["flops"])
+    sim = simulate_model(
+        TINY, "train", 2, 32, preset="small", placement="stream", activations="recompute"
+    ).simulation
+
+    def executed(item):  # analytic: the closed form's per-PE FLOPs, times the calls
+        return np.sum(item.extra["choice"].estimate.pe_flops) * item.extra["calls"]
+
+    redone = sum(executed(i) for i in sim.items if i.name.endswith(".recompute"))
+    assert redone == pytest.approx(sum(executed(i) for i in sim.items if i.name in fwd))
+    assert again.pe_flops.sum() == pytest.approx(keep.pe_flops.sum() + redone)
+    # compute bound: the step grows by exactly the layers' forward cycles ...
+    assert again.cycles == pytest.approx(keep.cycles + sum(op.cycles for op in fwd.values()))
+    groups = {s["name"]: s for s in again.stages}
+    layer0 = sum(op.cycles for op in _layer_forward(keep) if op.layer == 0)
+    keep_bwd = {s["name"]: s for s in keep.stages}["L0 bwd"]["compute_cycles"]
+    assert groups["L0 bwd"]["compute_cycles"] == pytest.approx(keep_bwd + layer0)
+    # ... and I/O bound it costs nothing: the recomputation hides under the weight loads
+    slow_keep = _stream(1e6, mode="train", activations="keep")
+    assert _stream(1e6, **kw).cycles == pytest.approx(slow_keep.cycles)
+
+
+def test_recompute_keeps_only_layer_inputs_in_closed_form():
+    from wse_sim.placement.units import (
+        layer_input_bytes,
+        recomputed_activation_bytes,
+        saved_activation_bytes,
+        units,
+    )
+
+    g = _graph("train", batch=2, seq=32)
+    hidden = 2 * 32 * TINY.d_model * 2  # batch x seq x d_model x fp16
+    assert layer_input_bytes(g) == {"L0": hidden, "L1": hidden}
+    peak = max(saved_activation_bytes(g, u.ops) for u in units(g))
+    assert recomputed_activation_bytes(g) == pytest.approx(2 * hidden + peak + hidden)
+    assert recomputed_activation_bytes(_graph("prefill")) == 0.0
+
+
+@pytest.mark.parametrize("io", [1e18, 1e6])
+def test_auto_activations_pick_the_faster_policy_with_its_fewest_micro_batches(io):
+    kw = {"mode": "train", "batch": 8, "seq": 128, "mesh": "8x8"}
+    keep = _stream(io, activations="keep", **kw)
+    again = _stream(io, activations="recompute", **kw)
+    best = _stream(io, **kw)  # activations="auto" is the default
+    # recomputing needs less SRAM: fewer micro-batches, so fewer weight loads
+    assert again.micro_batches < keep.micro_batches
+    winner = keep if keep.cycles <= again.cycles else again
+    assert best.cycles == pytest.approx(winner.cycles)
+    assert best.micro_batches == winner.micro_batches
+    assert best.inputs["activations_used"] == winner.inputs["activations_used"]
+    # compute bound keeping wins; I/O bound loading the weights fewer times wins
+    assert winner is (keep if io > 1e9 else again)
+
+
+def test_only_recompute_fits_a_small_mesh_and_nothing_fitting_is_one_line():
+    kw = {"mode": "train", "batch": 8, "seq": 128, "mesh": "4x4"}
+    r = _stream(1e18, **kw)
+    assert r.inputs["activations_used"] == "recompute" and r.micro_batches == 8
+    with pytest.raises(PlanError) as info:
+        _stream(1e18, activations="keep", **kw)
+    msg = str(info.value)
+    assert "saved activations (keep)" in msg and "tried 1 to 8 micro-batches" in msg
+    assert "\n" not in msg
+
+
+def test_bad_activation_policies_are_config_errors():
+    with pytest.raises(ConfigError, match="activations"):
+        _run("train", "stream", activations="offload")
+    with pytest.raises(ConfigError, match="recompute applies to training"):
+        _run("train", "whole", activations="recompute")
+    with pytest.raises(ConfigError, match="recompute applies to training"):
+        _run("prefill", "stream", activations="recompute")
+
+
+@pytest.mark.parametrize("model", ["llama3-8b", "cerebras-gpt-13b"])
+def test_large_models_train_with_stream_on_wse2(model):
+    from wse_sim.hardware.loader import build_spec
+    from wse_sim.spec import get_model
+
+    r = wse_sim.run(model=model, mode="train", batch=8, seq=2048, preset="wse2", placement="stream")
+    spec_ = get_model(model)
+    assert np.isfinite(r.cycles) and r.cycles > 0 and 8 % r.micro_batches == 0
+    wse2 = build_spec(preset="wse2")
+    assert all(op.need_bytes_per_pe <= wse2.pe.data_sram_bytes for op in r.per_op)
+    assert r.micro_batches * sum(s["cycles"] for s in r.stages) == pytest.approx(r.cycles)
+    # every micro-batch loads each layer's weights twice (forward, backward): the I/O floor
+    layers = spec_.layers * spec_.params_per_layer() * 2  # bf16
+    floor = r.micro_batches * 2 * layers / wse2.io.io_bytes_per_s * wse2.pe.clock_hz
+    assert r.cycles >= floor
+    assert r.flops == pytest.approx(build_graph(spec_, "train", batch=8, seq=2048).graph["flops"])
+
+
+def test_api_and_cli_share_the_placement_default():
+    import argparse
+    import inspect
+
+    from wse_sim.cli import cmd_run
+    from wse_sim.placement.registry import DEFAULT_PLACEMENT
+
+    parser = argparse.ArgumentParser()
+    cmd_run.add_arguments(parser)
+    assert parser.parse_args([]).placement == DEFAULT_PLACEMENT == "auto"
+    for fn in (api_run, simulate_model):
+        assert inspect.signature(fn).parameters["placement"].default == DEFAULT_PLACEMENT
+    # auto: whole when it fits, else stream, and the result says so
+    fits = wse_sim.run(model=TINY, **RUN)
+    small = wse_sim.run(model=TINY, seq=32, batch=2, preset="small", mesh="2x2")
+    assert fits.placement == "whole"
+    assert small.placement == "stream" and "whole does not fit" in small.notes[0]
+
+
 def test_wafers_need_stream_and_a_divisible_batch():
     with pytest.raises(ConfigError, match="stream"):
         _run("prefill", "whole", wafers=2)
@@ -253,6 +382,11 @@ def test_json_has_the_fields_and_round_trips(tmp_path):
     assert back.cycles == r.cycles and len(back.per_op) == len(r.per_op)
     assert np.array_equal(back.link_wavelets, r.link_wavelets)
     assert back.inputs["placement"] == "pipeline"
+    assert json.loads(path.read_text())["arrays"] == "run.npz"  # the bundle layout
+    png = r.heatmap(tmp_path / "run.png", kind="compute")
+    assert png == tmp_path / "run.png" and png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError):
+        r.heatmap(tmp_path / "bad.png", kind="temperature")
 
 
 def test_import_stays_light_and_run_is_exported():

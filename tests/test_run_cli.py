@@ -172,3 +172,20 @@ def test_decode_and_train_with_wafers(model, tmp_path):
     p = _cli("--model", model, "--preset", "small", "--mode", "decode", "--context", "64")
     assert p.returncode == 0, p.stderr
     assert "decode batch 1 seq 1 context 64" in p.stdout
+
+
+def test_activation_policy_and_auto_choice_show_in_the_summary(model, tmp_path):
+    out = tmp_path / "r.json"
+    args = ("--model", model, "--preset", "small", "--mode", "train", "--seq", "16")
+    p = _cli(*args, "--placement", "stream", "--activations", "recompute", "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "stream, activations recomputed" in p.stdout
+    data = json.loads(out.read_text())
+    assert data["inputs"]["activations_used"] == "recompute"
+    assert any(op["name"].endswith(".recompute") for op in data["per_op"])
+    p = _cli(*args)  # default placement auto: whole fits this tiny model
+    assert p.returncode == 0, p.stderr
+    assert "whole (chosen by auto)" in p.stdout
+    p = _cli(*args, "--placement", "whole", "--activations", "recompute")
+    assert p.returncode == 2 and "activations" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
@@ -30,11 +30,15 @@ from wse_sim.lowering.assemble import (
 from wse_sim.lowering.choose import Lowerer
 from wse_sim.lowering.execute import Executor
 from wse_sim.lowering.simulate import Simulation, simulate
-from wse_sim.placement.base import Placement
+from wse_sim.placement.base import ACTIVATION_POLICIES, Placement
 from wse_sim.placement.pipeline import Pipeline
-from wse_sim.placement.registry import PLACEMENTS, get_placement
+from wse_sim.placement.registry import DEFAULT_PLACEMENT, get_placement
+from wse_sim.placement.stream import Stream
 from wse_sim.result.run_result import RunResult
 from wse_sim.spec.models import ModelSpec, get_model
+
+ACTIVATIONS: tuple[str, ...] = ("auto", *ACTIVATION_POLICIES)
+"""Values of ``activations`` (``--activations``): ``auto`` tries ``keep``, then ``recompute``."""
 
 
 @dataclass
@@ -57,15 +61,28 @@ def _place_and_simulate(
     graph: nx.DiGraph,
     spec: WaferSpec,
     placement: str,
+    activations: str,
     engine: str,
     gemm: str,
     wafers: int,
     record_spans: bool,
     progress: bool,
 ) -> Simulation:
-    """Place and simulate; ``auto`` falls back to ``stream`` when ``whole`` does not fit."""
+    """Place and simulate; ``auto`` falls back to ``stream`` when ``whole`` does not fit.
+
+    ``activations`` is the training activation policy under weight streaming
+    (:data:`~wse_sim.placement.base.ACTIVATION_POLICIES`); ``recompute`` with ``auto`` goes
+    straight to ``stream`` (it is only tried once ``keep`` did not fit)."""
     strategy = get_placement(placement)
     lowerer = Lowerer(spec, gemm)
+    if activations != "keep" and strategy.name in ("stream", "auto"):
+        placed = Stream(activations).place(graph, spec)
+        if strategy.name == "auto":
+            note = "auto: whole does not fit; using stream"
+            placed = replace(placed, notes=(note, *placed.notes))
+        return simulate(graph, placed, spec, engine, gemm, wafers, record_spans, progress, lowerer)
+    if strategy.name == "stream":
+        strategy = Stream(activations)
     placed: Placement = strategy.place(graph, spec)
     if isinstance(strategy, Pipeline):
         placed = _balanced(strategy, graph, spec, placed, wafers, lowerer)
@@ -74,11 +91,9 @@ def _place_and_simulate(
     except PlanError as exc:
         if strategy.name != "auto" or placed.strategy != "whole":
             raise
-        fallback = PLACEMENTS["stream"].place(graph, spec)
+        fallback = Stream(activations).place(graph, spec)
         note = f"auto: whole does not fit ({str(exc).split(';')[0]}); using stream"
-        placed = Placement(
-            fallback.strategy, fallback.schedule, fallback.stages, (note, *fallback.notes)
-        )
+        placed = replace(fallback, notes=(note, *fallback.notes))
         return simulate(graph, placed, spec, engine, gemm, wafers, record_spans, progress, lowerer)
 
 
@@ -120,26 +135,67 @@ def divisors(n: int) -> list[int]:
     return [k for k in range(1, n + 1) if n % k == 0]
 
 
+def _policies(placement: str, activations: str, mode: str) -> tuple[str, ...]:
+    """Activation policies to try, in order: both (``keep`` first) for ``activations="auto"``
+    when a training step may stream weights (``stream`` or ``auto``), else the one asked for."""
+    if activations not in ACTIVATIONS:
+        raise ConfigError("activations", activations, f"use one of {', '.join(ACTIVATIONS)}")
+    if mode != "train" or placement not in ("stream", "auto"):
+        if activations == "recompute":
+            raise ConfigError(
+                "activations",
+                activations,
+                "recompute applies to training with --placement stream or auto; use auto or keep",
+            )
+        return ("keep",)
+    return ACTIVATION_POLICIES if activations == "auto" else (activations,)
+
+
 def _micro_batched(
-    build: Any, batch: int, spec: WaferSpec, placement: str, *args: Any
+    build: Any,
+    batch: int,
+    spec: WaferSpec,
+    placement: str,
+    policies: tuple[str, ...],
+    *args: Any,
 ) -> tuple[Simulation, nx.DiGraph, int]:
     """Simulate ``batch`` sequences per wafer; with ``stream`` (or ``auto``), when they do not
-    fit at once, as the fewest equal micro-batches that fit (gradient accumulation: under weight
-    streaming each micro-batch streams the weights again). Returns the simulation of one micro-batch, its graph and the
-    number of micro-batches."""
-    first_error: PlanError | None = None
+    fit at once, as equal micro-batches (gradient accumulation: under weight streaming each
+    micro-batch streams the weights again), and in training with each activation policy of
+    ``policies``.
+
+    Per policy the fewest micro-batches that fit is found (at a given micro-batch size ``keep``
+    is never slower than ``recompute``, so ``recompute`` is only tried where ``keep`` does not
+    fit); of those, the one with the fewest cycles for the whole batch wins. Returns the
+    simulation of one micro-batch, its graph and the number of micro-batches."""
+    streams = placement in ("stream", "auto")
+    best: tuple[Simulation, nx.DiGraph, int] | None = None
+    found: set[str] = set()
+    last_error: PlanError | None = None
     for k in divisors(batch):
         graph = build(batch // k)
-        try:
-            sim = _place_and_simulate(graph, spec, placement, *args)
-        except PlanError as exc:
-            if placement not in ("stream", "auto"):
-                raise
-            first_error = first_error or exc
-            continue
-        return sim, graph, k
-    assert first_error is not None
-    raise first_error
+        for policy in policies:
+            if policy in found:
+                continue
+            try:
+                sim = _place_and_simulate(graph, spec, placement, policy, *args)
+            except PlanError as exc:
+                if not streams:
+                    raise
+                last_error = exc
+                continue
+            found.add(policy)
+            if best is None or sim.cycles * k < best[0].cycles * best[2]:
+                best = (sim, graph, k)
+            break
+        if "keep" in found or len(found) == len(policies):
+            break
+    if best is not None:
+        return best
+    assert last_error is not None
+    tried = f"1 to {batch} micro-batches per wafer" if batch > 1 else "one sequence per wafer"
+    how = ", activations kept or recomputed" if len(policies) > 1 else ""
+    raise PlanError(f"{last_error} (tried {tried}{how})")
 
 
 def simulate_model(
@@ -152,7 +208,7 @@ def simulate_model(
     mesh: str | tuple[int, int] | None = None,
     hw: str | None = None,
     sets: Sequence[str] = (),
-    placement: str = "whole",
+    placement: str = DEFAULT_PLACEMENT,
     engine: str = "analytic",
     gemm: str = "auto",
     wafers: int = 1,
@@ -160,6 +216,7 @@ def simulate_model(
     progress: bool = False,
     record_spans: bool = False,
     spec: WaferSpec | None = None,
+    activations: str = "auto",
 ) -> ModelRun:
     """:func:`run`, also returning DES spans (``record_spans``) and the simulation itself.
 
@@ -189,8 +246,18 @@ def simulate_model(
     def build(b: int) -> nx.DiGraph:
         return graph if b == batch else build_graph(model_spec, mode, b, seq, context, dtype)
 
+    policies = _policies(str(placement), activations, mode)
     sim, _, micro = _micro_batched(
-        build, batch // wafers, spec, placement, engine, gemm, wafers, record_spans, progress
+        build,
+        batch // wafers,
+        spec,
+        str(placement),
+        policies,
+        engine,
+        gemm,
+        wafers,
+        record_spans,
+        progress,
     )
     lowerer = Lowerer(spec, gemm)
     executor = Executor(spec, engine, record_spans)
@@ -256,6 +323,8 @@ def simulate_model(
             "gemm": gemm,
             "wafers": wafers,
             "dtype": dtype,
+            "activations": activations,
+            "activations_used": sim.placement.activations,
             "spec": spec.to_dict(),
             "des_simulations": sim.simulations,
             "micro_batches": micro,
@@ -282,14 +351,21 @@ def run(
     mesh: str | tuple[int, int] | None = None,
     hw: str | None = None,
     sets: Sequence[str] = (),
-    placement: str = "whole",
+    placement: str = DEFAULT_PLACEMENT,
     engine: str = "analytic",
     gemm: str = "auto",
     wafers: int = 1,
     dtype: str | None = None,
     progress: bool = False,
+    activations: str = "auto",
 ) -> RunResult:
     """Simulate one prefill, decode step or training step of ``model`` on a wafer.
+
+    The defaults of ``placement``, ``engine``, ``gemm`` and ``activations`` are those of
+    ``wse-sim run`` (``placement`` from :data:`~wse_sim.placement.registry.DEFAULT_PLACEMENT`).
+    The command picks a quicker first run for the rest: model ``gpt2-small``, ``--seq 128`` and
+    preset ``demo`` (64x64 PEs), where this function defaults to the model's ``max_seq`` and
+    preset ``wse2``.
 
     Args:
         model: a preset name (``wse-sim presets models``), a path to a ``config.json`` or a
@@ -300,13 +376,19 @@ def run(
         context: decode only: keys each new token attends to.
         preset, mesh, hw, sets: the hardware (as ``--preset``, ``--mesh WxH``, ``--hw FILE``,
             ``--set section.field=value``); default preset ``wse2``.
-        placement: ``whole``, ``pipeline``, ``stream``, ``auto`` or a TOML / JSON file.
+        placement: ``auto`` (default: ``whole`` when the weights fit, else ``stream``),
+            ``whole``, ``pipeline``, ``stream`` or a TOML / JSON file.
         engine: ``analytic`` (closed forms, any size) or ``des`` (discrete-event simulation).
         gemm: ``auto`` (fewest closed-form cycles) or a gemm algorithm.
         wafers: data-parallel wafers (``stream`` only); ``batch`` must be a multiple. Under
-            ``stream``, a wafer's share of the batch that does not fit runs as micro-batches.
+            ``stream`` (and ``auto``), a wafer's share of the batch that does not fit runs as
+            micro-batches.
         dtype: element type override (``fp16``, ``bf16``, ``fp32``).
         progress: draw a progress bar on a terminal while DES kernels run.
+        activations: training under weight streaming: ``keep`` the saved activations on the
+            wafer, ``recompute`` each layer's forward before its backward (keeping only layer
+            inputs), or ``auto`` (default): the faster of the two, each with the fewest
+            micro-batches that fit.
 
     Raises:
         WseSimError: bad inputs (:class:`ConfigError`) or a placement that does not fit
@@ -328,4 +410,5 @@ def run(
         wafers,
         dtype,
         progress,
+        activations=activations,
     ).result

@@ -29,7 +29,8 @@ def _positive(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from wse_sim.engine.registry import ENGINES
-    from wse_sim.placement.registry import PLACEMENTS
+    from wse_sim.placement.base import ACTIVATION_POLICIES
+    from wse_sim.placement.registry import DEFAULT_PLACEMENT, PLACEMENTS
 
     w = parser.add_argument_group("workload")
     w.add_argument(
@@ -55,10 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c = parser.add_argument_group("compiler")
     c.add_argument(
         "--placement",
-        default="auto",
+        default=DEFAULT_PLACEMENT,
         metavar="NAME|FILE",
-        help=f"{', '.join(PLACEMENTS)} or a .toml / .json placement file (default auto: whole "
-        "if the weights fit, else stream)",
+        help=f"{', '.join(PLACEMENTS)} or a .toml / .json placement file (default "
+        f"{DEFAULT_PLACEMENT}: whole if the weights fit, else stream; pipeline only on request)",
+    )
+    c.add_argument(
+        "--activations",
+        default="auto",
+        choices=("auto", *ACTIVATION_POLICIES),
+        help="training with weight streaming: keep the saved activations on the wafer, "
+        "recompute each layer's forward before its backward, or auto (default: the faster "
+        "that fits)",
     )
     c.add_argument(
         "--gemm",
@@ -95,10 +104,16 @@ def summary_lines(r: Any) -> list[str]:
     """The summary table of a RunResult, one ``label  value`` line each."""
     u = r.utilization
     mesh = f"{r.mesh['width']}x{r.mesh['height']}"
+    place = r.placement
+    if r.inputs.get("placement") == "auto":
+        place += " (chosen by auto)"
+    used = r.inputs.get("activations_used")
+    if r.mode == "train" and r.placement == "stream" and used:
+        place += f", activations {'kept' if used == 'keep' else 'recomputed'}"
     rows = [
         ("model", f"{r.model} {r.mode} batch {r.batch} seq {r.seq} context {r.context} {r.dtype}"),
         ("hardware", f"{r.preset} mesh {mesh}" + (f" x {r.wafers} wafers" if r.wafers > 1 else "")),
-        ("placement / engine", f"{r.placement} / {r.engine}"),
+        ("placement / engine", f"{place} / {r.engine}"),
         (
             "cycles",
             f"{r.cycles:,.0f}" + (" per batch (steady state)" if r.placement == "pipeline" else ""),
@@ -159,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         gemm=args.gemm,
         wafers=args.wafers,
         dtype=args.dtype,
+        activations=args.activations,
         progress=args.engine == "des",
         record_spans=record,
         spec=spec,

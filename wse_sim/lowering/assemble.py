@@ -136,6 +136,8 @@ def op_results(sim: Simulation, wafers: int = 1, micro: int = 1) -> list[OpResul
             continue
         op: OpSpec = item.extra["op"]
         flops = op.flops * (1 if op.kind == "optimizer" else wafers * micro)
+        if item.extra.get("recompute"):
+            flops = 0.0  # the graph counts each op once; the executed FLOPs are in the arrays
         if item.kind == "external":
             common["calls"] = 0.0
             row = OpResult(
@@ -153,12 +155,12 @@ def op_results(sim: Simulation, wafers: int = 1, micro: int = 1) -> list[OpResul
         choice: Choice = item.extra["choice"]
         run = item.extra["run"]
         row = OpResult(
-            name=op.name,
+            name=item.name,
             kernel=choice.kernel,
             algorithm=choice.algorithm,
             cycles=item.cycles * micro,
             flops=flops,
-            stage=op.stage,
+            stage="bwd" if item.extra.get("recompute") else op.stage,
             layer=op.layer,
             breakdown={k: v * choice.runs * micro for k, v in run.breakdown.items()},
             need_bytes_per_pe=float(math.ceil(choice.need_bytes)),

@@ -117,6 +117,38 @@ def lower(graph: nx.DiGraph, placement: Placement, lowerer: Lowerer) -> list[Ite
     return items
 
 
+RECOMPUTE_SUFFIX = ".recompute"
+"""Suffix of the ops a ``recompute`` training step runs again before a layer's backward."""
+
+
+def with_recompute(items: list[Item]) -> list[Item]:
+    """``items`` with each layer's forward ops run again just before the layer's backward.
+
+    Under the ``recompute`` activation policy a layer keeps only its input; its forward ops are
+    copied (same kernel choice, named ``<op>.recompute``) into the layer's backward group, ahead
+    of its first backward item. The copies count no graph FLOPs (the graph has each op once)
+    but their cycles and executed per-PE FLOPs are real."""
+    forward: dict[str, list[Item]] = {}
+    for item in items:
+        unit, pass_ = item.group
+        if item.kind == "op" and pass_ == "fwd" and unit.startswith("L"):
+            forward.setdefault(unit, []).append(item)
+    out: list[Item] = []
+    done: set[str] = set()
+    for item in items:
+        unit, pass_ = item.group
+        if pass_ == "bwd" and unit in forward and unit not in done:
+            done.add(unit)
+            for f in forward[unit]:
+                extra = {"op": f.extra["op"], "choice": f.extra["choice"], "recompute": True}
+                name = f.name + RECOMPUTE_SUFFIX
+                out.append(
+                    Item(name, "op", f.stage, f.region, 0.0, 0.0, (unit, "bwd"), (), 0.0, extra)
+                )
+        out.append(item)
+    return out
+
+
 def transfers(graph: nx.DiGraph, placement: Placement, spec: WaferSpec) -> dict[str, list[Item]]:
     """Transfers between regions, keyed by the op that waits for them: one per (producer,
     receiving region), carrying the producer's output bytes."""
@@ -225,6 +257,8 @@ def simulate(
     lowerer = lowerer or Lowerer(spec, gemm)
     executor = Executor(spec, engine, record_spans)
     ops = lower(graph, placement, lowerer)
+    if placement.activations == "recompute" and graph.graph.get("mode") == "train":
+        ops = with_recompute(ops)
     moves = transfers(graph, placement, spec)
     items: list[Item] = []
     for item in ops:

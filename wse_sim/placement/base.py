@@ -25,6 +25,11 @@ from wse_sim.program.ir import Region
 
 SCHEDULES: tuple[str, ...] = ("sequential", "pipeline", "stream")
 
+ACTIVATION_POLICIES: tuple[str, ...] = ("keep", "recompute")
+"""What a training step does with the forward activations its backward pass needs: ``keep``
+them on the wafer until the backward pass, or keep only each layer's input and ``recompute``
+the layer's forward just before its backward (activation checkpointing; weight streaming)."""
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -59,12 +64,16 @@ class Placement:
         stages: disjoint rectangles for ``pipeline``; one stage for ``sequential`` placements made
             by ``whole`` and ``stream`` (a file may give several regions to a sequential run).
         notes: one-line remarks for the result (what was modelled, what was chosen).
+        activations: one of :data:`ACTIVATION_POLICIES` (training only; ``recompute`` only
+            under weight streaming): the lowering then runs each layer's forward ops again
+            just before the layer's backward ops.
     """
 
     strategy: str
     schedule: str
     stages: tuple[Stage, ...]
     notes: tuple[str, ...] = field(default=())
+    activations: str = "keep"
 
     def stage_index(self) -> dict[str, int]:
         """Map op name -> index of its stage in :attr:`stages`."""

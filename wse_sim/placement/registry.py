@@ -16,7 +16,11 @@ from wse_sim.placement.whole import Whole
 
 
 class Auto(PlacementStrategy):
-    """``whole`` when the weights fit on the mesh, else ``stream`` (the run says which)."""
+    """``whole`` when the weights fit on the mesh, else ``stream`` (the run says which).
+
+    ``pipeline`` is never chosen automatically: its throughput needs as many independent
+    batches in flight as it has stages, and its one-batch latency is no better than ``whole``'s;
+    ask for it with ``--placement pipeline``."""
 
     name = "auto"
     description = "whole when all weights fit on the mesh, else stream"
@@ -34,6 +38,10 @@ PLACEMENTS: dict[str, PlacementStrategy] = {
     p.name: p for p in (Whole(), Pipeline(), Stream(), Auto())
 }
 """Every named placement; ``wse-sim presets placements`` lists them."""
+
+DEFAULT_PLACEMENT = "auto"
+"""The placement of ``wse-sim run`` and ``wse_sim.run`` when none is given (one source for
+both)."""
 
 FILE_SUFFIXES = (".toml", ".json")
 

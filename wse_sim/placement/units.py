@@ -123,6 +123,39 @@ def saved_activation_bytes(graph: nx.DiGraph, names: list[str] | tuple[str, ...]
     return peak_live_activation_bytes(sub)
 
 
+def layer_input_bytes(graph: nx.DiGraph) -> dict[str, float]:
+    """Per Transformer layer unit (``L{i}``), the bytes of forward activations it reads from
+    outside the layer (its input hidden state): what activation checkpointing keeps (bytes)."""
+    producers: dict[str, dict[str, float]] = {}
+    for u, v, d in graph.edges(data=True):
+        if d.get("tensor") not in ("activation", "saved"):
+            continue
+        src: OpSpec = graph.nodes[u]["op"]
+        dst: OpSpec = graph.nodes[v]["op"]
+        unit = unit_of(dst)
+        if src.stage != "fwd" or not unit.startswith("L") or unit_of(src) == unit:
+            continue
+        producers.setdefault(unit, {})[u] = src.output_bytes
+    return {unit: math.fsum(p.values()) for unit, p in producers.items()}
+
+
+def recomputed_activation_bytes(graph: nx.DiGraph) -> float:
+    """Activation bytes a training step keeps at its peak when each layer keeps only its input
+    and recomputes its forward just before its backward (activation checkpointing); 0 outside
+    training (bytes).
+
+    ``checkpoints`` (every layer's input, :func:`layer_input_bytes`) + the largest unit's own
+    peak when its forward and backward run back to back (:func:`saved_activation_bytes` of the
+    unit's ops; the head's logits and their gradient are usually the largest) + the gradient
+    that enters a layer's backward from the layer above (as large as the largest layer input).
+    """
+    if graph.graph.get("mode") != "train":
+        return 0.0
+    inputs = layer_input_bytes(graph)
+    peak = max((saved_activation_bytes(graph, u.ops) for u in units(graph)), default=0.0)
+    return math.fsum(inputs.values()) + peak + max(inputs.values(), default=0.0)
+
+
 def resident_bytes(graph: nx.DiGraph, names: list[str] | tuple[str, ...]) -> float:
     """Bytes a stage running ``names`` keeps for the whole run: weights, KV cache, optimizer
     state and (training) saved activations."""

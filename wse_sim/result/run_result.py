@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from wse_sim.result.io import atomic_write, atomic_write_json
+from wse_sim.result.bundle import load_bundle, save_bundle
 
 ARRAY_FIELDS = ("pe_compute_busy", "pe_flops", "pe_sram_peak_bytes", "link_wavelets")
 
@@ -100,35 +99,26 @@ class RunResult:
         return {k: getattr(self, k) for k in ARRAY_FIELDS if getattr(self, k) is not None}
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path`` (JSON) and ``path`` with suffix ``.npz`` (arrays), each atomically."""
-        p = Path(path)
-        arrays = self.arrays()
-        data = self.to_dict()
-        if arrays:
-            npz = p.with_suffix(".npz")
-
-            def write(fh: Any) -> None:
-                buf = io.BytesIO()
-                np.savez_compressed(buf, **arrays)
-                fh.write(buf.getvalue())
-
-            atomic_write(npz, write)
-            data["arrays"] = npz.name
-        atomic_write_json(p, data)
-        return p
+        """Write ``path`` (JSON) and ``path`` with suffix ``.npz`` (arrays), each atomically
+        (:func:`~wse_sim.result.bundle.save_bundle`); the JSON names the arrays file under
+        ``"arrays"``. Returns the JSON path."""
+        return save_bundle(path, self.to_dict(), self.arrays())
 
     @classmethod
     def load(cls, path: str | Path) -> RunResult:
-        p = Path(path)
-        data = json.loads(p.read_text())
-        npz_name = data.pop("arrays", None)
+        """Read what :meth:`save` wrote (:func:`~wse_sim.result.bundle.load_bundle`)."""
+        data, arrays = load_bundle(path)
         data["per_op"] = [OpResult(**op) for op in data.get("per_op", [])]
-        result = cls(**data)
-        if npz_name:
-            with np.load(p.parent / npz_name) as z:
-                for k in z.files:
-                    setattr(result, k, z[k])
-        return result
+        return cls(**data, **{k: v for k, v in arrays.items() if k in ARRAY_FIELDS})
+
+    def heatmap(self, path: str | Path, kind: str = "all", **options: Any) -> Path:
+        """Draw the run's per-PE / per-link arrays to ``path`` (``.png`` / ``.svg``):
+        ``kind`` is ``compute``, ``sram``, ``links`` or ``all``; ``options`` go to
+        :func:`wse_sim.report.heatmap.heatmap_from_result` (``max_cells``, ``method``, ``dpi``,
+        ``per_direction``). Returns the path written."""
+        from wse_sim.report.heatmap import heatmap_from_result
+
+        return heatmap_from_result(self, path, kind, **options)
 
     def to_frame(self) -> Any:
         """The per-op table as a pandas DataFrame (needs pandas)."""
