@@ -165,6 +165,7 @@ class AttentionKernel(Kernel):
     )
     algorithms = ("flash",)
     size_names = ("batch", "heads", "kv_heads", "seq", "head_dim", "context")
+    accepts_sram_budget = True
 
     def plan(
         self,

@@ -68,6 +68,10 @@ class Kernel(ABC):
     algorithms: tuple[str, ...] = ("default",)
     size_names: tuple[str, ...] = ()
     """Names of the sizes this kernel takes (CLI flags ``--NAME``)."""
+    accepts_sram_budget: bool = False
+    """Whether :meth:`plan` takes an ``sram_budget`` option: the most data bytes per PE its plan
+    may use, so that a caller with resident data (weights) can ask for a plan that fits beside
+    it instead of the fastest plan."""
 
     @property
     def default_algorithm(self) -> str:

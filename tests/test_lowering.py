@@ -212,3 +212,17 @@ def test_stream_group_takes_max_of_compute_and_weight_io():
     assert total == 10e9 + 3e9
     assert items[1].start == 10e9
     assert io_cycles(100.0, 300.0, 100.0, 100.0, 1.0) == 3.0  # in and out at once
+
+
+def test_attention_is_planned_within_the_sram_left_beside_resident_weights() -> None:
+    """LLaMA-2-13B prefill at 2048 tokens keeps ~36 KB of weights per WSE-2 PE under `whole`; the
+    attention kernel's fastest layout does not fit beside them, so the lowering passes it the
+    remaining budget and every op then fits its PE's data SRAM."""
+    from wse_sim import api
+    from wse_sim.hardware import get_preset
+
+    result = api.run(model="llama2-13b", mode="prefill", seq=2048, preset="wse2", placement="whole")
+    cap = get_preset("wse2").pe.data_sram_bytes
+    attention = [op for op in result.per_op if op.kernel == "attention"]
+    assert attention and all(op.need_bytes_per_pe <= cap for op in result.per_op)
+    assert result.utilization["sram_peak_fraction"] <= 1.0

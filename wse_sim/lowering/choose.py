@@ -256,22 +256,25 @@ class Lowerer:
                     tries.append((name, c, cut[0], cut[1]))
         for axis, _, sizes, chunks in tries:
             region = call_region(call.kernel, sizes, origin.width, origin.height)
-            try:
-                plan = kernel.plan(local, region, sizes, op.dtype, algo, **call.options)
-            except (PlanError, ConfigError) as exc:  # e.g. a region too small for the algorithm
-                errors.append(str(exc))
-                continue
             own = op.state_bytes + (op.weight_bytes if weights_resident else 0.0)
             divides = axis is None or (call.kernel, axis) in WEIGHT_SPLITS
             share = own / (chunks if divides else 1) / origin.num_pes
             resident = max(0.0, resident_per_pe - share)
-            working = float(plan.sram_bytes_per_pe)
             streamed = (
                 min(op.weight_bytes, op.output_bytes) if op.kind == "embedding" else op.weight_bytes
             )
+            prefetch = 0.0
             if not weights_resident and streamed:
-                split_w = chunks if divides else 1
-                working += streamed / split_w / origin.num_pes  # prefetch buffer
+                prefetch = streamed / (chunks if divides else 1) / origin.num_pes
+            options = dict(call.options)
+            if kernel.accepts_sram_budget:  # ask for a plan that fits beside what stays
+                options.setdefault("sram_budget", max(1, int(cap - resident - prefetch)))
+            try:
+                plan = kernel.plan(local, region, sizes, op.dtype, algo, **options)
+            except (PlanError, ConfigError) as exc:  # e.g. a region too small for the algorithm
+                errors.append(str(exc))
+                continue
+            working = float(plan.sram_bytes_per_pe) + prefetch  # + the prefetch buffer
             if resident + working > cap:
                 if closest is None or resident + working < sum(closest):
                     closest = (resident, working)
