@@ -152,3 +152,31 @@ def test_region_text_parses():
     assert parse_region("8x4+2+3") == (2, 3, 8, 4)
     with pytest.raises(ConfigError):
         parse_region("8by4")
+
+
+def test_kernel_heatmap_shows_utilization_and_trace_has_per_pe_spans(tmp_path):
+    import matplotlib.image as mpimg
+
+    png, trace, out = tmp_path / "k.png", tmp_path / "k.trace.json", tmp_path / "k.json"
+    proc = wse_sim(
+        "kernel", "gemm", "--m", "32", "--n", "32", "--k", "32", "--mesh", "4x4",
+        "--json", str(out), "--heatmap", str(png), "--trace", str(trace),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    image = mpimg.imread(str(png))
+    assert image.shape[1] > image.shape[0] and image.std() > 0.05
+    result = KernelResult.load(out)
+    events = json.loads(trace.read_text())["traceEvents"]
+    spans = [e for e in events if e["ph"] == "X" and e.get("cat") in ("compute", "send", "recv")]
+    assert {e["pid"] for e in spans} and all(e["dur"] >= 0 for e in spans)
+    # every PE of the 4x4 region has a track (overlapping spans, such as a background send
+    # beside a receive, go to a second lane of the same PE), and the last span ends the run
+    names = {
+        e["args"]["name"].split(" lane")[0]
+        for e in events
+        if e["ph"] == "M" and e["name"] == "thread_name" and e["pid"] == spans[0]["pid"]
+    }
+    assert names == {f"PE ({x},{y})" for x in range(4) for y in range(4)}
+    clock = get_preset("small").pe.clock_hz
+    last_end_us = max(e["ts"] + e["dur"] for e in spans)
+    assert last_end_us == pytest.approx(result.cycles / clock * 1e6, rel=1e-6)

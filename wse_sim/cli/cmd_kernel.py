@@ -72,6 +72,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--check", action="store_true", help="also run on real data and compare")
     run.add_argument("--seed", type=int, default=0, help="random seed of --check inputs")
     run.add_argument("--json", default=None, metavar="PATH", help="write the result (+ .npz)")
+    run.add_argument(
+        "--heatmap",
+        default=None,
+        metavar="PATH",
+        help="draw compute utilization, SRAM and link load of the region (.png / .svg)",
+    )
+    run.add_argument(
+        "--trace",
+        default=None,
+        metavar="PATH",
+        help="write a Perfetto trace (.json) with per-PE compute/send/receive spans (des)",
+    )
 
 
 def parse_region(text: str) -> tuple[int, int, int, int]:
@@ -157,10 +169,21 @@ def run(args: argparse.Namespace) -> int:
         check=args.check,
         region=region,
         seed=args.seed,
+        record_spans=bool(args.trace) and args.engine == "des",
         **parse_options(args),
     )
     print(summary(result))
     if args.json:
         path = result.save(args.json)
+        print(f"wrote {path}", file=sys.stderr)
+    if args.heatmap:
+        from wse_sim.report.heatmap import heatmap_from_result
+
+        path = heatmap_from_result(result, args.heatmap, spec=spec)
+        print(f"wrote {path}", file=sys.stderr)
+    if args.trace:
+        from wse_sim.report.trace import write_trace
+
+        path = write_trace(args.trace, result, result.spans, clock_hz=spec.pe.clock_hz)
         print(f"wrote {path}", file=sys.stderr)
     return 0 if result.check != "failed" else 1

@@ -361,10 +361,12 @@ def _first_array(result: Any) -> np.ndarray | None:
     return None
 
 
-def result_panels(result: Any, kind: str = "all") -> list[Panel]:
+def result_panels(result: Any, kind: str = "all", spec: Any = None) -> list[Panel]:
     """The panels of ``kind`` for a result, from whichever arrays it carries.
 
-    Compute: ``pe_compute_busy``, else ``pe_busy_cycles / cycles``, else ``pe_flops``.
+    Compute: compute utilization from ``pe_flops`` when the hardware is known (``spec``, or the
+    result's ``spec`` / ``inputs["spec"]``), else the busy fraction (``pe_compute_busy`` or
+    ``pe_busy_cycles / cycles``), else raw ``pe_flops``.
     SRAM: ``pe_sram_peak_bytes``. Links: ``link_wavelets`` (per cycle when ``cycles`` > 0).
     ``all`` draws the panels whose arrays exist; a missing array for a single kind is an error.
     """
@@ -372,8 +374,8 @@ def result_panels(result: Any, kind: str = "all") -> list[Panel]:
         raise ConfigError("kind", kind, f"use one of {', '.join(KINDS)}")
     cycles = float(getattr(result, "cycles", 0.0) or 0.0)
     makers = {
-        "compute": lambda: _compute_from(result, cycles),
-        "sram": lambda: _sram_from(result),
+        "compute": lambda: _compute_from(result, cycles, spec),
+        "sram": lambda: _sram_from(result, spec),
         "links": lambda: _links_from(result, cycles),
     }
     wanted = ("compute", "sram", "links") if kind == "all" else (kind,)
@@ -389,9 +391,10 @@ def result_panels(result: Any, kind: str = "all") -> list[Panel]:
     return panels
 
 
-def _pe_spec(result: Any) -> dict[str, Any] | None:
-    """The ``pe`` section of the hardware a result was produced on, as a dict, if it says."""
-    spec = getattr(result, "spec", None)
+def _pe_spec(result: Any, spec: Any = None) -> dict[str, Any] | None:
+    """The ``pe`` section of the hardware a result was produced on (``spec``, else the result's
+    own ``spec`` or ``inputs["spec"]``), as a dict, if known."""
+    spec = spec if spec is not None else getattr(result, "spec", None)
     if spec is None:
         spec = (getattr(result, "inputs", None) or {}).get("spec")
     if spec is None:
@@ -402,9 +405,9 @@ def _pe_spec(result: Any) -> dict[str, Any] | None:
     return pe if isinstance(pe, dict) else vars(pe)
 
 
-def _peak_flops_per_cycle(result: Any) -> float | None:
+def _peak_flops_per_cycle(result: Any, spec: Any = None) -> float | None:
     """Peak FLOPs per cycle of one PE for the result's dtype (an FMAC is 2 FLOPs)."""
-    pe = _pe_spec(result)
+    pe = _pe_spec(result, spec)
     if pe is None:
         return None
     dtype = getattr(result, "dtype", "fp16")
@@ -412,9 +415,9 @@ def _peak_flops_per_cycle(result: Any) -> float | None:
     return 2.0 * lanes if lanes else None
 
 
-def _compute_from(result: Any, cycles: float) -> Panel | None:
+def _compute_from(result: Any, cycles: float, spec: Any = None) -> Panel | None:
     flops = getattr(result, "pe_flops", None)
-    peak = _peak_flops_per_cycle(result)
+    peak = _peak_flops_per_cycle(result, spec)
     if flops is not None and peak and cycles > 0:
         return compute_panel(compute_utilization(np.asarray(flops, dtype=float), peak, cycles))
     busy = getattr(result, "pe_compute_busy", None)
@@ -428,11 +431,11 @@ def _compute_from(result: Any, cycles: float) -> Panel | None:
     return None
 
 
-def _sram_from(result: Any) -> Panel | None:
+def _sram_from(result: Any, spec: Any = None) -> Panel | None:
     peak = getattr(result, "pe_sram_peak_bytes", None)
     if peak is None:
         return None
-    pe = _pe_spec(result)
+    pe = _pe_spec(result, spec)
     capacity = None
     if pe is not None and pe.get("sram_bytes"):
         capacity = pe["sram_bytes"] - pe.get("reserved_sram_bytes", 0)  # SRAM for data
@@ -454,8 +457,12 @@ def heatmap_from_result(
     method: str = "max",
     dpi: int = DEFAULT_DPI,
     per_direction: bool = False,
+    spec: Any = None,
 ) -> Path:
     """Draw ``kind`` (compute, sram, links or all) of a RunResult / KernelResult to ``path``.
+
+    ``spec`` (a WaferSpec) names the hardware when the result does not carry it (a
+    KernelResult), so that the compute panel is utilization and the SRAM scale tops at capacity.
 
     With ``per_direction`` and ``kind="links"`` the links are drawn as four panels (east, west,
     north, south) on one colour scale instead of the busiest outgoing link per router.
@@ -471,5 +478,5 @@ def heatmap_from_result(
         cycles = float(getattr(result, "cycles", 0.0) or 0.0)
         panels = direction_panels(links, cycles if cycles > 0 else None)
         return draw_panels(panels, path, context, max_cells, method, dpi, columns=2)
-    panels = result_panels(result, kind)
+    panels = result_panels(result, kind, spec)
     return draw_panels(panels, path, context, max_cells, method, dpi)
