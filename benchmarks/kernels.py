@@ -4,7 +4,9 @@ prints the markdown tables quoted in docs/kernels.md.
 
     python benchmarks/kernels.py [--des-max-side 64] [--no-plot]
 
-GEMM: 2048^3 fp16 on 16^2, 32^2, 64^2 and 128^2 PEs (WSE-2 PEs), every algorithm. A plan that does
+GEMM: 2048^3 fp16 on 16^2, 32^2, 64^2 and 128^2 PEs (WSE-2 PEs), every algorithm (SUMMA both
+pipelined, the default, and with blocking multicasts; Cannon and MeshGEMM also pre-skewed,
+``skew=false``, to separate the skew from the shifts). A plan that does
 not fit the 42 KiB of data SRAM per PE is still costed, on a spec whose SRAM is made large
 enough (``fits = no``; the bytes it needs are in ``sram_bytes_per_pe``): the cycles say what the
 algorithm would do, the flag says it cannot run there. The DES runs where a run takes under a
@@ -33,6 +35,15 @@ SIDES = (16, 32, 64, 128)
 GEMM_SIZE = 2048
 GEMV_SIZES = ((2048, 2048), (8192, 2048))
 GEMV_VARIANTS = (("pipeline", {}), ("tree", {"k_ary": 2}), ("tree", {"k_ary": 4}))
+GEMM_VARIANTS = (
+    ("summa", {}),
+    ("summa", {"pipelined": False}),
+    ("cannon", {}),
+    ("cannon", {"skew": False}),
+    ("meshgemm", {}),
+    ("meshgemm", {"skew": False}),
+    ("systolic-os", {}),
+)
 MAX_SYSTOLIC_DES_FOLDS = 64
 OUT = Path(__file__).parent / "results"
 
@@ -117,12 +128,12 @@ def gemm_rows(des_max_side: int) -> list[dict]:
     gemm = Gemm()
     sizes = {"m": GEMM_SIZE, "n": GEMM_SIZE, "k": GEMM_SIZE}
     for side in SIDES:
-        for algo in gemm.algorithms:
+        for algo, opts in GEMM_VARIANTS:
             des = side <= des_max_side
             if algo == "systolic-os":
                 folds = (-(-GEMM_SIZE // (side - 1))) ** 2
                 des = des and folds <= MAX_SYSTOLIC_DES_FOLDS
-            rows.append(measure(gemm, algo, {}, sizes, side, des))
+            rows.append(measure(gemm, algo, opts, sizes, side, des))
             print_row(rows[-1])
     return rows
 
@@ -164,12 +175,15 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     gemm = [r for r in rows if r["kernel"] == "gemm"]
-    for algo in dict.fromkeys(r["algorithm"] for r in gemm):
-        rs = [r for r in gemm if r["algorithm"] == algo]
+    for algo, o in dict.fromkeys((r["algorithm"], r["options"]) for r in gemm):
+        rs = [r for r in gemm if r["algorithm"] == algo and r["options"] == o]
         x = [r["pes"] for r in rs]
         style = {"linestyle": "--", "marker": "s"} if algo == "cannon" else {"marker": "o"}
-        axes[0].plot(x, [r["analytic_cycles"] for r in rs], label=algo, **style)
-        axes[1].plot(x, [r["analytic_peak_fraction"] for r in rs], label=algo, **style)
+        if o:
+            style["linestyle"] = ":"
+        label = f"{algo} {o}".strip()
+        axes[0].plot(x, [r["analytic_cycles"] for r in rs], label=label, **style)
+        axes[1].plot(x, [r["analytic_peak_fraction"] for r in rs], label=label, **style)
         des = [(r["pes"], r["des_cycles"]) for r in rs if r["des_cycles"] != ""]
         if des:
             axes[0].scatter(*zip(*des), marker="x", color="k", zorder=3)

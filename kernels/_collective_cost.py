@@ -15,6 +15,7 @@ from wse_sim.hardware.cost import message_cycles, vector_cycles
 from wse_sim.hardware.spec import WaferSpec
 
 from ._collective_ops import combine_bytes, ring_link_hops, tree_schedule
+from ._common import ring_hops, ring_layout
 
 
 def combine_cycles(spec: WaferSpec, kind: str, elements: int, dtype: str, store: bool) -> int:
@@ -95,39 +96,40 @@ def multicast_cycles(spec: WaferSpec, hops: int, n: int) -> float:
     return float(message_cycles(spec, hops, n))
 
 
-def ring_step_cycles(spec: WaferSpec, length: int, m: int, p: float = 1.0) -> float:
-    """Mean cycles of one step of the parity-ordered ring (see ``ring_phase``).
-
-    One chunk transfer over the ring's longest link (2 hops, 1 for a ring of two) takes
-    ``D = 2R + h H + O + (m - 1) p + 1``. An even ring alternates two sets of disjoint transfers:
-    ``2 D`` per step. An odd ring has two even ranks side by side at its seam. When sends never
-    wait for their receiver (``m <= (h + 1) * buffer_depth``) a step's ``L`` transfers are
-    ordered only by the ``(L + 1) / 2`` even ranks: ``2 D L / (L + 1)``. When they do wait, the
-    seam delays its neighbours by up to one transfer per step, a delay that moves back along the
-    ring one PE per step; over the ``L - 1`` steps of a phase it is absorbed in long rings, so
-    the estimate keeps ``2 D`` (short odd rings, ``L = 3, 5``, run up to about 35% slower;
-    docs/kernels-collectives.md shows the measurements)."""
-    if length <= 1 or m <= 0:
-        return 0.0
+def ring_edge_latencies(spec: WaferSpec, length: int) -> np.ndarray:
+    """Per ring edge of the folded ring, the latency a step adds along it: ``max(O, 2R + h H)``
+    (``h`` its hops; ``O`` when a PE's own send issue is the longer wait)."""
     f = spec.fabric
-    hops = 1 if length == 2 else 2
-    one = (
-        2 * f.ramp_latency_cycles
-        + hops * f.hop_latency_cycles
-        + spec.pe.instruction_overhead_cycles
-        + (m - 1) * p
-        + 1
-    )
-    if length % 2 == 0:
-        return 2.0 * one
-    if m <= (hops + 1) * f.buffer_depth_wavelets:
-        return 2.0 * one * length / (length + 1)
-    return 2.0 * one
+    order, _ = ring_layout(length, interleaved=True)
+    hops = ring_hops(order)
+    lat = 2 * f.ramp_latency_cycles + hops * f.hop_latency_cycles
+    return np.maximum(lat, spec.pe.instruction_overhead_cycles).astype(float)
 
 
 def ring_phase_cycles(spec: WaferSpec, length: int, m: int, p: float = 1.0) -> float:
-    """A reduce-scatter or an allgather: ``(L - 1)`` ring steps."""
-    return (length - 1) * ring_step_cycles(spec, length, m, p)
+    """A reduce-scatter or an allgather (see ``ring_phase``): ``L - 1`` steps of one chunk of
+    ``m`` wavelets, every PE sending in the background and streaming the incoming chunk:
+
+        (L - 1) (O + (m - 1) p + 1) + sum(e) - min(e),    e = max(O, 2R + h H) per ring edge
+
+    A PE's step ends ``O + (m - 1) p + 1`` after the later of its own send issue (``O``) and
+    the previous PE's head (``2R + h H`` after that PE's step began); the dependency walks the
+    ring backwards one edge per step, so the ``L - 1`` steps cross every edge but one: the
+    latency of a window of ``L - 1`` consecutive edges, the largest being all but the shortest
+    edge (the folded ring's one-hop ends). Exact when the PEs start together."""
+    if length <= 1 or m <= 0:
+        return 0.0
+    e = ring_edge_latencies(spec, length)
+    per_step = spec.pe.instruction_overhead_cycles + (m - 1) * p + 1
+    return float((length - 1) * per_step + e.sum() - e.min())
+
+
+def ring_step_cycles(spec: WaferSpec, length: int, m: int, p: float = 1.0) -> float:
+    """Mean cycles of one step of a ring phase: :func:`ring_phase_cycles` / ``(L - 1)``, about
+    ``2R + 2H + O + (m - 1) p + 1`` (one transfer: every PE sends and receives at once)."""
+    if length <= 1 or m <= 0:
+        return 0.0
+    return ring_phase_cycles(spec, length, m, p) / (length - 1)
 
 
 def ring_link_wavelets(length: int, m: int) -> float:

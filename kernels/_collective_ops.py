@@ -357,17 +357,17 @@ def ring_phase(
     per-PE array). After ``rs`` the PE of ring rank ``r`` holds the reduced chunk ``r + 1``; after
     ``ag`` every PE holds the whole reduced segment.
 
-    A compute engine runs one operation at a time, so a send and an unrelated receive cannot
-    overlap: PEs of even rank send then receive, odd ranks receive then send. That ordering is
-    free of wait cycles whatever the buffer depth (with an odd ring the two even neighbours at the
-    seam are ordered by the even-to-odd send that comes first)."""
+    Every PE sends its chunk in the background (one instruction issue; the wavelets leave through
+    its output ramp) and at once streams the chunk arriving from the previous PE (receive and
+    combine): all ranks do the same, no PE waits for another's receive, and a step costs one
+    transfer. The chunk sent at step ``s + 1`` is the one combined at step ``s``: it lives in the
+    reduced vector itself (``out0``/``out1`` only model the send descriptor in functional mode),
+    so the background send needs no extra buffer."""
     L = line.length
     if L == 1:
         return []
     rank_of, nxt, prv = folded_ring(L)
     rank = rank_of[line.pos]
-    even = line.where(rank % 2 == 0)
-    odd = line.where(rank % 2 == 1)
     to_next = line.to(nxt[line.pos])
     from_prev = line.offset(prv[line.pos])
     region = line.region
@@ -401,7 +401,7 @@ def ring_phase(
     ops: list[Op] = [bookkeeping(stage, mask=line.mask)]
     for step in range(L - 1):
         buf = out[step % 2]
-        ops.append(Send(color, m, to_next, mask=even, buffer=buf))
+        ops.append(Send(color, m, to_next, mask=line.mask, buffer=buf, background=True))
         ops.append(
             Stream(
                 Recv(color, m, src=from_prev, mask=line.mask),
@@ -418,5 +418,4 @@ def ring_phase(
                 fn=receive(step),
             )
         )
-        ops.append(Send(color, m, to_next, mask=odd, buffer=buf))
     return ops

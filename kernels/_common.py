@@ -1,4 +1,4 @@
-"""Helpers for kernel authors: tiles, the cost of a GEMM tile, padding, SRAM fit, ring exchanges.
+"""Helpers for kernel authors: tiles, the cost of a GEMM tile, padding, SRAM fit, ring shifts.
 
 Everything that turns work into cycles still goes through :mod:`wse_sim.hardware.cost`; this
 module only decides *how much* work a tile is (elements, instructions, SRAM traffic) so that the
@@ -198,6 +198,69 @@ def ring_hops(ring: np.ndarray) -> np.ndarray:
     return np.abs(ring - np.roll(ring, 1))
 
 
+def _ring_fields(
+    axis: str, shape: tuple[int, int], ring: np.ndarray, pos: np.ndarray
+) -> tuple[Dest, tuple[Any, Any]]:
+    """Destination (previous ring position) and source (next position) of a one-position
+    shift back along ``axis``, as per-PE broadcast views (O(p) memory however large the grid)."""
+    h, w = shape
+    p = len(ring)
+    idx = np.arange(p)
+    to = ring[(idx - 1) % p] - ring  # offset of the receiver, per ring position
+    frm = ring[(idx + 1) % p] - ring  # offset of the sender
+    line = (1, w) if axis == "x" else (h, 1)
+    dto = to[pos].reshape(line)
+    dfrom = frm[pos].reshape(line)
+    if axis == "x":
+        return Dest.to(dto, 0), (dfrom, 0)
+    return Dest.to(0, dto), (0, dfrom)
+
+
+def ring_send(
+    axis: str,
+    shape: tuple[int, int],
+    ring: np.ndarray,
+    pos: np.ndarray,
+    n: int,
+    color: int,
+    buffer: str,
+    participate: np.ndarray | None = None,
+) -> Send:
+    """The send half of a one-position ring shift: a *background* send of ``buffer`` (``n``
+    wavelets) to the previous ring position along ``axis``. It costs the compute engine one
+    instruction issue (``O`` cycles); the wavelets leave through the output ramp while the
+    engine goes on (a computation on ``buffer``, which it only reads, or the receive)."""
+    dest, _ = _ring_fields(axis, shape, ring, pos)
+    mask = None if participate is None else np.asarray(participate, bool)
+    return Send(color=color, wavelets=n, dest=dest, mask=mask, buffer=buffer, background=True)
+
+
+def ring_recv(
+    axis: str,
+    shape: tuple[int, int],
+    ring: np.ndarray,
+    pos: np.ndarray,
+    n: int,
+    color: int,
+    buffer: str,
+    participate: np.ndarray | None = None,
+) -> list[Op]:
+    """The receive half of a one-position ring shift: take the next position's tile into the
+    receive buffer ``buffer + "_in"``, then a zero-cycle bookkeeping op makes it the new
+    ``buffer`` (a pointer swap: the two buffers alternate)."""
+    _, src = _ring_fields(axis, shape, ring, pos)
+    mask = None if participate is None else np.asarray(participate, bool)
+    incoming = buffer + "_in"
+
+    def swap(mem: Memory, x: int, y: int) -> None:
+        mem[buffer] = mem.pop(incoming)
+
+    return [
+        Recv(color=color, wavelets=n, src=src, mask=mask, buffer=incoming),
+        bookkeeping(swap, mask=mask),
+    ]
+
+
 def ring_exchange(
     axis: str,
     shape: tuple[int, int],
@@ -210,87 +273,69 @@ def ring_exchange(
 ) -> list[Op]:
     """Ops that shift every PE's ``buffer`` one ring position back along ``axis`` (cyclic).
 
-    The PE at ring position ``i`` sends ``n`` wavelets to position ``i - 1`` and receives from
-    ``i + 1``. A compute engine runs one op at a time and a message longer than the buffers on
-    its path waits for its receiver, so a ring in which everybody sends first would deadlock.
-    Positions alternate roles: even positions send then receive, odd ones receive then send (on
-    an odd ring the last position is a second sender). Each PE spends about ``2n`` cycles.
-
-    Functional mode: the incoming tile lands in ``buffer + "_in"`` and a zero-cycle bookkeeping
-    op makes it the new ``buffer``.
+    The PE at ring position ``i`` sends ``n`` wavelets to position ``i - 1`` in the background
+    (:func:`ring_send`) and receives from ``i + 1`` (:func:`ring_recv`) while its own tile
+    leaves: every PE sends first and nothing deadlocks, since a background send does not hold
+    the compute engine. Each PE spends ``O`` cycles issuing and about ``n`` receiving.
     """
-    h, w = shape
+    return [ring_send(axis, shape, ring, pos, n, color, buffer, participate)] + ring_recv(
+        axis, shape, ring, pos, n, color, buffer, participate
+    )
+
+
+def lap_hops(ring: np.ndarray) -> float:
+    """Mean hops of a ring transfer, ``sum(ring hops) / p``: a chain of shifts advances one ring
+    position per shift, so over a lap it pays each link once (docs/kernels.md)."""
     p = len(ring)
-    idx = np.arange(p)
-    to = ring[(idx - 1) % p] - ring  # offset of the receiver, per ring position
-    frm = ring[(idx + 1) % p] - ring  # offset of the sender
-    first = idx % 2 == 0
-    line = (1, w) if axis == "x" else (h, 1)
-    dto = to[pos].reshape(line)
-    dfrom = frm[pos].reshape(line)
-    if axis == "x":
-        dest = Dest.to(dto, 0)
-        src: tuple[Any, Any] = (dfrom, 0)
-    else:
-        dest = Dest.to(0, dto)
-        src = (0, dfrom)
-    # Broadcast views keep the masks O(p) in memory however large the grid.
-    s_mask = np.broadcast_to(first[pos].reshape(line), shape)
-    r_mask = np.broadcast_to(~first[pos].reshape(line), shape)
-    part = None
-    if participate is not None:
-        part = np.asarray(participate, bool)
-        s_mask = part & s_mask
-        r_mask = part & r_mask
-    incoming = buffer + "_in"
-
-    def swap(mem: Memory, x: int, y: int) -> None:
-        mem[buffer] = mem.pop(incoming)
-
-    return [
-        Send(color=color, wavelets=n, dest=dest, mask=s_mask, buffer=buffer),
-        Recv(color=color, wavelets=n, src=src, mask=r_mask, buffer=incoming),
-        Send(color=color, wavelets=n, dest=dest, mask=r_mask, buffer=buffer),
-        Recv(color=color, wavelets=n, src=src, mask=s_mask, buffer=incoming),
-        bookkeeping(swap, mask=part),
-    ]
+    return float(ring_hops(ring).sum()) / p if p > 1 else 0.0
 
 
 def exchange_cycles(spec: WaferSpec, n: int, ring: np.ndarray) -> float:
     """Closed form of one :func:`ring_exchange` of ``n`` wavelets within a sequence of
-    exchanges (docs/kernels.md, "ring exchange"):
+    exchanges (docs/kernels.md, "ring shift"):
 
-        2n + 4R - 2 + H * 2 * sum(ring hops) / p
+        n - 1 + max(O, 2R + H * sum(ring hops) / p)
 
-    Each PE sends ``n`` and receives ``n`` wavelets, one op at a time. The critical chain is
-    sender -> receiver -> sender (a receiver injects right after its own receive ends), two
-    transfers long; along a sequence of exchanges it advances two ring positions each time, so
-    on average it crosses ``2 * sum(hops) / p`` hops: a long wrap-around link is paid once per
-    lap, not once per exchange. (A single exchange on an odd ring costs up to ``3n``: two
-    senders are neighbours; in a sequence the delay is absorbed.)
+    The receive starts ``O`` cycles after the exchange (the send's issue) or when the
+    neighbour's head arrives, ``2R + h H`` after the neighbour started, and ends ``n - 1``
+    later. The neighbour's start depends on its own receive, so the chain of dependencies walks
+    the ring backwards one position per exchange: in a sequence it pays the mean hop count, a
+    long wrap-around link once per lap.
     """
-    p = len(ring)
-    if p <= 1 or n <= 0:
-        return 0.0
+    return shift_pair_cycles(spec, n, 0, 0.0, lap_hops(ring)) if n > 0 and len(ring) > 1 else 0.0
+
+
+def shift_pair_cycles(spec: WaferSpec, na: int, nb: int, busy: float, hops: float) -> float:
+    """Cycles of one step of background ring shifts around a computation, every PE in step:
+    send A and B in the background (``2 O``; the ramp sends B after A), compute ``busy``
+    cycles, receive A (``na`` wavelets) then B (``nb``; 0 for a single shift):
+
+        A ends at   max(2O + busy, 2R + h H) + na - 1
+        B ends at   max(A end, max(O, na) + 2R + h H) + nb - 1
+
+    ``h`` is the hops of the incoming transfer; in a sequence of steps pass the lap mean
+    (:func:`lap_hops`). With one shift (``nb = 0``) the sends issue once: ``O`` instead of
+    ``2 O``. When ``2O + busy`` covers the latency the step is ``2O + busy + na + nb - 2``.
+    """
     f = spec.fabric
-    hops = ring_hops(ring)
-    latency = 4 * f.ramp_latency_cycles - 2 + f.hop_latency_cycles * 2.0 * float(hops.sum()) / p
-    return float(2 * n + latency)
+    o = spec.pe.instruction_overhead_cycles
+    lat = 2 * f.ramp_latency_cycles + hops * f.hop_latency_cycles
+    issue = o if nb <= 0 else 2 * o
+    a_end = max(issue + busy, lat) + na - 1
+    if nb <= 0:
+        return float(a_end)
+    return float(max(a_end, max(o, na) + lat) + nb - 1)
 
 
-def skew_cycles(spec: WaferSpec, n: int, ring: np.ndarray) -> float:
-    """Closed form of the ``p - 1`` skew rounds of one-position shifts of ``n`` wavelets, where
-    round ``r`` moves only the lines with index ``>= r``.
-
-    PEs that sit a round out run ahead, so the busiest PE (it shifts in every round) finds its
-    partners' data waiting: it pays its own compute-engine time per round (``2n``) and no
-    chain latency (docs/kernels.md). ``spec`` is unused; kept for symmetry with
-    :func:`exchange_cycles`.
-    """
+def skew_cycles(spec: WaferSpec, na: int, nb: int, ring: np.ndarray) -> float:
+    """Closed form of the ``p - 1`` skew rounds of one-position shifts of A (``na`` wavelets)
+    and B (``nb``), where round ``r`` moves only the lines with index ``>= r``: the busiest PE
+    shifts both in every round, each round a :func:`shift_pair_cycles` with nothing to
+    compute in between (the latency is exposed, at the lap mean of the ring's hops)."""
     p = len(ring)
-    if p <= 1 or n <= 0:
+    if p <= 1:
         return 0.0
-    return float((p - 1) * 2 * n)
+    return float((p - 1) * shift_pair_cycles(spec, na, nb, 0.0, lap_hops(ring)))
 
 
 def bool_option(name: str, value: Any) -> bool:
@@ -319,6 +364,7 @@ __all__ = [
     "bookkeeping",
     "ceil_div",
     "exchange_cycles",
+    "lap_hops",
     "log_ceil",
     "bool_option",
     "matmul_compute",
@@ -328,6 +374,9 @@ __all__ = [
     "pad2",
     "require_fit",
     "ring_exchange",
+    "ring_recv",
+    "ring_send",
+    "shift_pair_cycles",
     "ring_hops",
     "ring_layout",
     "smallest_fit",

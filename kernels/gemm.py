@@ -2,9 +2,11 @@
 
 Algorithms (each in its own module; closed forms in docs/kernels.md):
 
-* ``summa`` (:mod:`.gemm_summa`): row and column multicasts of K-panels.
-* ``cannon`` (:mod:`.gemm_shift`): skew, then cyclic shifts of A west and B north; the
-  wrap-around transfer spans the whole row or column.
+* ``summa`` (:mod:`.gemm_summa`): row and column multicasts of K-panels, by default pipelined
+  (the owners send one step ahead in the background; option ``pipelined``).
+* ``cannon`` (:mod:`.gemm_shift`): skew, then cyclic shifts of A west and B north, sent in the
+  background while the current tiles are multiplied; the wrap-around transfer spans the whole
+  row or column.
 * ``meshgemm`` (:mod:`.gemm_shift`): WaferLLM's interleaved cyclic shift: the ring visits even
   offsets eastwards and odd offsets westwards, so every transfer is at most 2 hops.
 * ``systolic-os`` (:mod:`.gemm_systolic`): classic output-stationary systolic array, one MAC per

@@ -8,8 +8,16 @@ row block ``y`` lives on PE ``(s mod Pw, y)``, B's panel ``s`` of column block `
 
 Step ``s``: the owner column multicasts its A panel along every row (one multicast tree per row),
 the owner row multicasts its B panel down every column, then every PE does
-``C += A_s @ B_s``. A compute engine runs one op at a time, so per step a PE spends
-``nA + nB`` cycles on the fabric and ``matmul_cycles(tm, tn, kb)`` computing.
+``C += A_s @ B_s``.
+
+Option ``pipelined`` (default true): the owners multicast in the background, one step ahead:
+during step ``s`` the owners of step ``s + 1`` issue their sends (``O`` cycles each) and the
+panels travel while everybody receives step ``s``'s panels and multiplies them, so the
+multicast latency hides behind the tile product. A receiver takes a panel (``n - 1`` cycles
+when it is already waiting in the fabric) just before it needs it, so one receive buffer per
+operand still suffices: the next panel waits in the routers' buffers and, beyond them, in its
+owner's SRAM. With ``pipelined=false`` the owners send (blocking) at the step itself, and
+every step pays the multicast latency.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from wse_sim.hardware.cost import dtype_bytes
 from wse_sim.hardware.spec import WaferSpec
 from wse_sim.program.ir import Dest, Memory, Phase, Program, Recv, Region, Send
 
-from ._common import ceil_div, matmul_compute, matmul_cycles, tensor_wavelets
+from ._common import bool_option, ceil_div, matmul_compute, matmul_cycles, tensor_wavelets
 from .base import Estimate, Plan
 from .gemm_base import (
     GemmAlgorithm,
@@ -57,14 +65,17 @@ def _elements(t: dict[str, int]) -> int:
 
 class Summa(GemmAlgorithm):
     name = "summa"
+    options = ("pipelined",)
 
     def tiling(
         self, spec: WaferSpec, region: Region, m: int, n: int, k: int, dtype: str, **options: Any
     ) -> dict[str, Any]:
+        pipelined = bool_option("pipelined", options.get("pipelined", True))
         t = _layout(region.width, region.height, m, n, k)
         b = dtype_bytes(dtype)
         return {
             "grid": [t["pw"], t["ph"]],
+            "pipelined": pipelined,
             "tile_m": t["tm"],
             "tile_n": t["tn"],
             "panel_k": t["kb"],
@@ -94,21 +105,43 @@ class Summa(GemmAlgorithm):
         xs = np.arange(pw).reshape(1, pw)
         ys = np.arange(ph).reshape(ph, 1)
         functional = inputs is not None
-        phases = []
-        for s in range(steps):
+        pipelined = t.get("pipelined", False)
+
+        def sends(s: int) -> list:
+            """The owners' multicasts of step ``s`` (background when pipelined)."""
             ox, oy = s % pw, s % ph
-            own_a = np.broadcast_to(xs == ox, grid.shape)
-            own_b = np.broadcast_to(ys == oy, grid.shape)
-            not_a = np.broadcast_to(xs != ox, grid.shape)
-            not_b = np.broadcast_to(ys != oy, grid.shape)
-            ca, cb = s % 2, 2 + s % 2
             ops: list = []
             if pw > 1:
-                ops.append(Send(ca, na, Dest(-ox, pw - 1 - ox, 0, 0), mask=own_a, buffer=f"A{s}"))
-                ops.append(Recv(ca, na, src=(ox - xs, 0), mask=not_a, buffer="Ain"))
+                mask = np.broadcast_to(xs == ox, grid.shape)
+                dest = Dest(-ox, pw - 1 - ox, 0, 0)
+                ops.append(Send(s % 2, na, dest, mask=mask, buffer=f"A{s}", background=pipelined))
             if ph > 1:
-                ops.append(Send(cb, nb, Dest(0, 0, -oy, ph - 1 - oy), mask=own_b, buffer=f"B{s}"))
-                ops.append(Recv(cb, nb, src=(0, oy - ys), mask=not_b, buffer="Bin"))
+                mask = np.broadcast_to(ys == oy, grid.shape)
+                dest = Dest(0, 0, -oy, ph - 1 - oy)
+                ops.append(
+                    Send(2 + s % 2, nb, dest, mask=mask, buffer=f"B{s}", background=pipelined)
+                )
+            return ops
+
+        def recvs(s: int) -> list:
+            ox, oy = s % pw, s % ph
+            ops: list = []
+            if pw > 1:
+                mask = np.broadcast_to(xs != ox, grid.shape)
+                ops.append(Recv(s % 2, na, src=(ox - xs, 0), mask=mask, buffer="Ain"))
+            if ph > 1:
+                mask = np.broadcast_to(ys != oy, grid.shape)
+                ops.append(Recv(2 + s % 2, nb, src=(0, oy - ys), mask=mask, buffer="Bin"))
+            return ops
+
+        phases = [Phase("prefetch", sends(0))] if pipelined else []
+        for s in range(steps):
+            if pipelined:
+                ops = (sends(s + 1) if s + 1 < steps else []) + recvs(s)
+            else:  # each owner sends, then the others receive
+                first = sends(s)
+                rest = recvs(s)
+                ops = first[:1] + rest[:1] + first[1:] + rest[1:]
             ops.append(
                 matmul_compute(plan.dtype, tm, tn, kb, fn=_update(s) if functional else None)
             )
@@ -153,18 +186,21 @@ class Summa(GemmAlgorithm):
         na, nb = t["wavelets_a"], t["wavelets_b"]
         f = spec.fabric
         comp = matmul_cycles(spec, plan.dtype, tm, tn, kb)
-        # Per step and operand: the farthest receiver's last wavelet lands
-        # 2R + hops*H + n - 1 cycles after its owner starts; see docs/kernels.md.
-        lat_a = (2 * f.ramp_latency_cycles + f.hop_latency_cycles - 1) if pw > 1 else 0
-        lat_b = (2 * f.ramp_latency_cycles + f.hop_latency_cycles - 1) if ph > 1 else 0
-        comm_a = na if pw > 1 else 0
-        comm_b = nb if ph > 1 else 0
-        reach = (pw - 1 + ph - 1) * f.hop_latency_cycles
-        breakdown = {
-            "compute": float(steps * comp),
-            "communication": float(steps * (comm_a + comm_b)),
-            "latency": float(steps * (lat_a + lat_b) + reach),
-        }
+        if t.get("pipelined", False):
+            breakdown = _pipelined_breakdown(spec, pw, ph, steps, na, nb, comp)
+        else:
+            # Per step and operand: the farthest receiver's last wavelet lands
+            # 2R + hops*H + n - 1 cycles after its owner starts; see docs/kernels.md.
+            lat_a = (2 * f.ramp_latency_cycles + f.hop_latency_cycles - 1) if pw > 1 else 0
+            lat_b = (2 * f.ramp_latency_cycles + f.hop_latency_cycles - 1) if ph > 1 else 0
+            comm_a = na if pw > 1 else 0
+            comm_b = nb if ph > 1 else 0
+            reach = (pw - 1 + ph - 1) * f.hop_latency_cycles
+            breakdown = {
+                "compute": float(steps * comp),
+                "communication": float(steps * (comm_a + comm_b)),
+                "latency": float(steps * (lat_a + lat_b) + reach),
+            }
         pe_flops = np.zeros((ph, pw)) + 2.0 * tm * tn * kb * steps
         links = steps * (ph * (pw - 1) * na + pw * (ph - 1) * nb)
         return Estimate(
@@ -173,6 +209,59 @@ class Summa(GemmAlgorithm):
             link_wavelets=float(links),
             pe_flops=embed(plan, pe_flops),
         )
+
+
+def _pipelined_pe(
+    spec: WaferSpec, pw: int, ph: int, steps: int, na: int, nb: int, x: int, y: int
+) -> tuple[float, float]:
+    """``(communication, latency)`` cycles of PE ``(x, y)`` in pipelined SUMMA.
+
+    Communication: ``n - 1`` per panel it receives (sent a step earlier, the panel waits in
+    the fabric) and ``O`` per panel it owns (a background send). Latency: only step 0 waits
+    for a multicast; its head reaches the PE ``2R + d H`` after its owner sends it (``d``
+    hops), and the owners send at cycle 0 except B's panel on the corner PE ``(0, 0)``, which
+    leaves its ramp after A's (``max(O, nA)``).
+    """
+    f = spec.fabric
+    o = spec.pe.instruction_overhead_cycles
+    ramp, hop = f.ramp_latency_cycles, f.hop_latency_cycles
+    do_a, do_b = pw > 1, ph > 1
+    own_a = len(range(x, steps, pw)) if do_a else 0
+    own_b = len(range(y, steps, ph)) if do_b else 0
+    recv_a = steps - own_a if do_a else 0
+    recv_b = steps - own_b if do_b else 0
+    comm = recv_a * (na - 1) + recv_b * (nb - 1) + o * (own_a + own_b)
+    # Step 0: the sends the PE issues first (prologue and step 1's), then its receives.
+    t = o * ((do_a and x == 0) + (do_b and y == 0))
+    if steps > 1:
+        t += o * ((do_a and x == 1 % pw) + (do_b and y == 1 % ph))
+    before = t
+    if do_a and x != 0:
+        t = max(t, 2 * ramp + x * hop) + na - 1
+    if do_b and y != 0:
+        sent = max(o, na) if do_a and x == 0 else 0
+        t = max(t, sent + 2 * ramp + y * hop) + nb - 1
+    step0 = before + (na - 1) * (do_a and x != 0) + (nb - 1) * (do_b and y != 0)
+    return float(comm), float(t - step0)
+
+
+def _pipelined_breakdown(
+    spec: WaferSpec, pw: int, ph: int, steps: int, na: int, nb: int, comp: int
+) -> dict[str, float]:
+    """Closed form of pipelined SUMMA (docs/kernels.md): the slowest of the PEs that receive
+    the most or wait the longest at step 0: the south-east corner (farthest from the first
+    owners, fewest panels owned: ``own(x)`` falls with ``x``) and the ends of column 0 and row
+    0 (waiting behind the corner's two sends). Later steps find their panels waiting."""
+    best = (0.0, 0.0)
+    for x, y in {(pw - 1, ph - 1), (0, ph - 1), (pw - 1, 0)}:
+        cand = _pipelined_pe(spec, pw, ph, steps, na, nb, x, y)
+        if sum(cand) > sum(best):
+            best = cand
+    return {
+        "compute": float(steps * comp),
+        "communication": best[0],
+        "latency": best[1],
+    }
 
 
 def _update(s: int):

@@ -13,7 +13,9 @@ partials so that every PE of row ``y`` ends with the ``tm`` outputs of block ``y
 * ``tree``: a ``K``-ary tree (option ``k_ary``, default 2): at level ``l`` (stride
   ``s = K**l``) the ``K - 1`` children at ``j s`` send to their leader, which adds them one
   stream at a time; then the root multicasts the result along the row.
-  ``t_local + sum_l (2R + s H + c_l (O + ny)) + 2R + (Pw - 1) H + ny - 1``.
+  ``t_local + sum_l (2R + s H + c_l (O + ny)) + 2R + (Pw - 1) H + ny - 1``. A child hands
+  its partials off with a background send: its compute engine is free at once (no PE sends
+  and receives in the same level, so this changes no time, only what the PE could do next).
 
 ``ny = ceil(tm * bytes / 4)`` wavelets; ``R``, ``H``, ``O`` are the ramp, hop and instruction
 overhead cycles. The pipeline pays the per-hop latency ``Pw - 1`` times but streams ``ny``
@@ -394,6 +396,7 @@ def _tree_phases(plan: Plan, grid: Region, functional: bool) -> list[Phase]:
                 Dest.to(-offset, 0),
                 mask=np.broadcast_to(child, grid.shape),
                 buffer="p",
+                background=True,
             )
         ]
         for j in range(1, kk):

@@ -15,9 +15,11 @@ from wse_sim.hardware.presets import get_preset
 from wse_sim.hardware.spec import WaferSpec
 from wse_sim.kernels._common import (
     exchange_cycles,
+    matmul_cycles,
     ring_exchange,
     ring_hops,
     ring_layout,
+    shift_pair_cycles,
     smallest_fit,
 )
 from wse_sim.kernels.gemm import Gemm
@@ -150,17 +152,71 @@ def test_meshgemm_and_cannon_differ_only_by_latency():
     assert ring_hops(ring_c).sum() == ring_hops(ring_m).sum() == 30
 
 
-def test_summa_beats_shift_algorithms_when_exchanges_cost_2n():
-    """A multicast costs its sender n cycles; a ring exchange costs every PE 2n (send, then
-    receive). Same tiles, same compute: SUMMA's communication is half of Cannon's."""
+def test_background_shifts_cost_what_summa_receives():
+    """With background sends a ring shift costs a PE one receive (``n - 1``) plus an ``O``
+    issue, like a SUMMA receiver's panel, where it used to cost ``2n`` (send, then receive,
+    one op at a time) and SUMMA won by half the communication. Same tiles, same compute: a
+    pre-skewed Cannon and pipelined SUMMA now agree within 1%; Cannon's skew (``P - 1``
+    rounds with nothing to hide their latency behind) is what still puts SUMMA ahead."""
     spec, ps, _, s = plan_run("summa", 8, 8, 256, 256, 256)
     _, pc, _, c = plan_run("cannon", 8, 8, 256, 256, 256, skew=False)
+    _, _, _, skewed = plan_run("cannon", 8, 8, 256, 256, 256)
     est_s, est_c = GEMM.estimate(ps, spec), GEMM.estimate(pc, spec)
     assert est_s.breakdown["compute"] == est_c.breakdown["compute"]
-    assert s.cycles < c.cycles
+    na, nb = pc.tiling["wavelets_a"], pc.tiling["wavelets_b"]
+    o = spec.pe.instruction_overhead_cycles
     per_shift = est_c.breakdown["shift"] / (8 - 1)  # no shift after the last step
-    per_step = est_s.breakdown["communication"] / ps.tiling["steps"]
-    assert per_shift / per_step == pytest.approx(2, rel=0.05)
+    assert per_shift == 2 * o + na + nb - 2  # the compute covers the transfer latency
+    # SUMMA on 8 x 8: each PE owns one panel of each operand (2 O issues) and receives 7.
+    assert ps.tiling["steps"] == 8
+    assert est_s.breakdown["communication"] == 7 * (na - 1 + nb - 1) + 2 * o
+    assert per_shift - (na - 1 + nb - 1) == 2 * o
+    assert c.cycles == pytest.approx(s.cycles, rel=0.01)
+    assert s.cycles < skewed.cycles
+
+
+@pytest.mark.parametrize(
+    "w,h,m,n,k",
+    [
+        (4, 4, 64, 64, 64),
+        (6, 4, 48, 40, 24),
+        (5, 3, 23, 17, 11),
+        (1, 4, 16, 16, 16),
+        (7, 5, 70, 50, 90),
+    ],
+)
+def test_pipelined_summa_is_exact_and_never_slower(w, h, m, n, k):
+    """Pipelined SUMMA's closed form (the slowest of the corner PEs' timelines) equals the
+    DES, and overlapping step s+1's multicasts with step s hides the per-step latency that the
+    blocking variant (its own closed form, within 2 cycles) pays."""
+    spec, plan, _, res = plan_run("summa", w, h, m, n, k)
+    assert plan.tiling["pipelined"] is True
+    assert GEMM.estimate(plan, spec).cycles == res.cycles
+    _, blocking, _, old = plan_run("summa", w, h, m, n, k, pipelined=False)
+    assert GEMM.estimate(blocking, spec).cycles == pytest.approx(old.cycles, abs=2)
+    assert res.cycles < old.cycles
+    assert blocking.sram_bytes_per_pe == plan.sram_bytes_per_pe  # the panels wait in the fabric
+
+
+def test_blocking_summa_still_computes_the_product():
+    _, plan, inputs, res = plan_run("summa", 5, 3, 23, 17, 11, functional=True, pipelined=False)
+    ref = inputs["A"].astype(np.float64) @ inputs["B"].astype(np.float64)
+    np.testing.assert_allclose(res.output, ref, rtol=2e-2, atol=2e-2 * np.abs(ref).max())
+
+
+def test_shift_steps_without_skew_are_exact_and_expose_latency_only_without_compute():
+    """Pre-skewed Cannon: ``P matmul + (P - 1)(shift pair - matmul)`` is exact. With large
+    tiles a pair costs ``2O + nA + nB - 2`` beyond the product; with tiny ones the product no
+    longer covers ``2R + h H`` and the lap-mean latency shows."""
+    for m in (16, 128):
+        spec, plan, _, res = plan_run("cannon", 8, 8, m, m, m, skew=False)
+        assert GEMM.estimate(plan, spec).cycles == res.cycles
+    t = plan.tiling
+    comp = matmul_cycles(spec, "fp16", t["tile_m"], t["tile_n"], t["tile_k"])
+    na, nb = t["wavelets_a"], t["wavelets_b"]
+    assert shift_pair_cycles(spec, na, nb, comp, 2.0) == comp + 2 * 2 + na + nb - 2
+    # Nothing to compute: the receive waits for the head, 2R + hH after the send.
+    assert shift_pair_cycles(spec, 4, 4, 0, 15.0) == max(4, 4) + 2 * 2 + 15 + 4 - 1
 
 
 # -- ring exchange ----------------------------------------------------------------------------
@@ -183,9 +239,11 @@ def test_repeated_ring_exchanges_match_the_closed_form(p, interleaved):
         ops += ring_exchange("x", reg.shape, ring, pos, n, 0, "A")
     res = run_program(Program("ex", reg, [Phase("p", ops)]), spec)
     per = exchange_cycles(spec, n, ring)
-    assert per == 2 * n + 4 * 2 - 2 + 2 * ring_hops(ring).sum() / p
+    # One transfer per exchange (the send is in the background): n - 1 + 2R + lap-mean hops.
+    assert per == n - 1 + 2 * 2 + ring_hops(ring).sum() / p
     # The first exchange pays its chain's full latency, later ones the lap average.
     assert res.cycles == pytest.approx(reps * per, abs=2 * p)
+    assert res.cycles < reps * 1.1 * n  # it used to be 2n per exchange
 
 
 def test_ring_exchange_moves_each_tile_one_position_back():
@@ -346,6 +404,8 @@ def test_systolic_feeders_hold_the_operands():
         ({"m": 4, "n": 4, "k": 4}, "strassen", {}, "algorithm"),
         ({"m": 4, "n": 4, "k": 4}, "summa", {"skew": True}, "skew"),
         ({"m": 4, "n": 4, "k": 4}, "cannon", {"skew": "maybe"}, "skew"),
+        ({"m": 4, "n": 4, "k": 4}, "summa", {"pipelined": "maybe"}, "pipelined"),
+        ({"m": 4, "n": 4, "k": 4}, "meshgemm", {"pipelined": True}, "pipelined"),
     ],
 )
 def test_bad_requests_raise_config_errors(sizes, algo, options, field):
@@ -373,4 +433,5 @@ def test_full_wafer_timing_is_cheap():
     start = time.perf_counter()
     prog = GEMM.program(plan, spec)
     assert time.perf_counter() - start < 2.0
-    assert len(prog.phases) == plan.tiling["steps"] == 994
+    # One phase per step plus the pipelined prologue (step 0's multicasts).
+    assert len(prog.phases) == plan.tiling["steps"] + 1 == 995

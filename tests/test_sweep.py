@@ -402,15 +402,6 @@ def test_cli_out_must_be_a_folder(tmp_path, capsys) -> None:
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "--out" in err
 
 
-@pytest.mark.skipif(
-    __import__("importlib").util.find_spec("wse_sim.api") is not None,
-    reason="wse_sim.api exists: the default point function can run",
-)
-def test_cli_default_point_function_needs_the_api(tmp_path, capsys) -> None:
-    rc, out, err = run_cli(capsys, "--batch", "1", "--out", str(tmp_path / "o"))
-    assert rc == 2 and len(err.strip().splitlines()) == 1 and "wse_sim.api.run" in err
-
-
 def test_cli_unreachable_scheduler_is_one_line(tmp_path, capsys) -> None:
     pytest.importorskip("dask.distributed")
     argv = ["--batch", "1", "--point-fn", f"{__name__}:cli_point", "--executor", "dask"]

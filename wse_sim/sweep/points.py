@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from wse_sim.errors import WseSimError
 from wse_sim.sweep.grid import Point
 
 
@@ -21,27 +20,12 @@ def split_point(point: Point) -> tuple[dict[str, Any], list[str]]:
     return kwargs, sets
 
 
-def _api_run() -> Any:
-    try:
-        from wse_sim.api import run
-    except ImportError:
-        raise WseSimError(
-            "sweep: wse_sim.api.run is not available in this installation; give a point "
-            "function of your own (run_sweep(point_fn=...) or --point-fn MODULE:FUNCTION)"
-        ) from None
-    return run
-
-
-def check_available() -> None:
-    """Raise a one-line :class:`WseSimError` now if the default point function cannot work."""
-    _api_run()
-
-
 def run_point(point: Point) -> dict[str, Any]:
     """Run the model of ``point`` and return its headline numbers: ``RunResult.to_dict()``
     without the per-op table, the per-stage table and the echoed inputs (the point's own keys
     are its inputs): cycles, seconds, tokens_per_s, tflops, peak_fraction, utilization..."""
-    run = _api_run()
+    from wse_sim.api import run  # imported in the worker process, on first use
+
     kwargs, sets = split_point(point)
     if sets:
         kwargs["sets"] = sets

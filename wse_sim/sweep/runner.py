@@ -82,9 +82,8 @@ def run_sweep(
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ConfigError("jobs", jobs, "must be a whole number >= 1")
     if point_fn is None:
-        from wse_sim.sweep.points import check_available, run_point
+        from wse_sim.sweep.points import run_point
 
-        check_available()
         point_fn = run_point
     points = expand(grid)
     if not points:
