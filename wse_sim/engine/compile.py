@@ -63,6 +63,8 @@ class Compiler:
         self._masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._mask_key = 0
         self._tree_lists: dict[tuple, list[RouteTree]] = {}
+        self._src_lists: dict[tuple, list[tuple[int, int]]] = {}
+        self._pe_lists: dict[int, list[list[tuple]]] = {}
 
     def compile(self) -> dict[tuple[int, int], list[tuple]]:
         reg = self.region
@@ -74,13 +76,13 @@ class Compiler:
             active = self._masks.get(mask_key)
             if active is None:
                 active = self._masks[mask_key] = _active(op.mask, reg)
+                self._pe_lists[mask_key] = [lists[i] for i in (active[0] * w + active[1]).tolist()]
             ys, xs = active
             self._mask_key = mask_key
             if len(ys) == 0:
                 continue
-            tuples = self._op(op, phase.name, ys, xs)
-            for idx, tup in zip((ys * w + xs).tolist(), tuples):
-                lists[idx].append(tup)
+            for pe_list, tup in zip(self._pe_lists[mask_key], self._op(op, phase.name, ys, xs)):
+                pe_list.append(tup)
         return dict(zip(coords, lists))
 
     def shared_trees(self) -> set[int]:
@@ -165,18 +167,37 @@ class Compiler:
             for c, n, k, t in zip(colors, counts, intervals, trees)
         ]
 
-    def _recv(self, r: Recv, ys: np.ndarray, xs: np.ndarray) -> list[tuple]:
-        reg = self.region
+    def _srcs(self, r: Recv, ys: np.ndarray, xs: np.ndarray) -> list:
+        """Absolute ``(x, y)`` of each active PE's source (``None`` when not named)."""
         if r.src is None:
-            srcs: list = [None] * len(ys)
-        else:
-            sx = [x + reg.x + d for x, d in zip(xs.tolist(), _values(r.src[0], reg, ys, xs))]
-            sy = [y + reg.y + d for y, d in zip(ys.tolist(), _values(r.src[1], reg, ys, xs))]
-            srcs = list(zip(sx, sy))
+            return [None] * len(ys)
+        key = None
+        if all(isinstance(v, int) for v in r.src):
+            key = (self._mask_key, *r.src)
+            cached = self._src_lists.get(key)
+            if cached is not None:
+                return cached
+        reg = self.region
+        sx = [x + reg.x + d for x, d in zip(xs.tolist(), _values(r.src[0], reg, ys, xs))]
+        sy = [y + reg.y + d for y, d in zip(ys.tolist(), _values(r.src[1], reg, ys, xs))]
+        srcs = list(zip(sx, sy))
+        if key is not None:
+            self._src_lists[key] = srcs
+        return srcs
+
+    def _recv(self, r: Recv, ys: np.ndarray, xs: np.ndarray, *head: Any) -> list[tuple]:
+        """Per-PE ``(*head, color, n, interval, src, *tail)`` for a receive."""
+        reg = self.region
+        srcs = self._srcs(r, ys, xs)
         colors = self._color(_values(r.color, reg, ys, xs))
         counts = _values(r.wavelets, reg, ys, xs)
         intervals = [float(v) for v in _values(r.interval, reg, ys, xs)]
-        return list(zip(colors, counts, intervals, srcs))
+        if not head:
+            return list(zip(colors, counts, intervals, srcs))
+        code, buf, name = head
+        return [
+            (code, c, n, k, src, buf, name) for c, n, k, src in zip(colors, counts, intervals, srcs)
+        ]
 
     def _op(self, op: Any, name: str, ys: np.ndarray, xs: np.ndarray) -> list[tuple]:
         if isinstance(op, Compute):
@@ -184,8 +205,7 @@ class Compiler:
         if isinstance(op, Send):
             return self._send(op, ys, xs, SEND, op.buffer, name, bool(op.background))
         if isinstance(op, Recv):
-            buf = op.buffer
-            return [(RECV, c, n, k, s, buf, name) for c, n, k, s in self._recv(op, ys, xs)]
+            return self._recv(op, ys, xs, RECV, op.buffer, name)
         if isinstance(op, Stream):
             recvs = self._recv(op.recv, ys, xs)
             comps = self._compute(op.compute, ys, xs)

@@ -16,6 +16,7 @@ links (nearest-neighbour shifts) costs almost none.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections import deque
@@ -204,9 +205,6 @@ class DesRun:
         """Put a message on the fabric at cycle ``t`` and deliver it to its receivers' boxes."""
         arrivals, inject_end = self.fabric.transmit(tree, t, n, interval)
         msg = _Message(n, interval, (x, y), color, tree, arrivals, inject_end, payload)
-        self.messages += 1
-        self.injected += n
-        self.expected += n * len(arrivals)
         boxes = self.boxes
         colors = self.colors
         for i, dest in enumerate(tree.dest_ids):
@@ -291,7 +289,8 @@ class DesRun:
         box_base = (y * self.width + x) * self.colors
         depth = self.depth
         fabric = self.fabric
-        add_stall = fabric.add_stall
+        stall = fabric.stall
+        sent = injected = expected = delivered = 0
         lookahead = self.lookahead
         shared = self.shared
         ramp_free = 0.0  # when the output ramp is free of background sends
@@ -315,6 +314,9 @@ class DesRun:
                     fabric.horizon = env.now
                 payload = np.array(mem[buf], copy=True) if mem is not None and buf else None
                 msg = self._post(x, y, t0, color, n, interval, tree, payload)
+                sent += 1
+                injected += n
+                expected += n * len(msg.arrivals)
                 if n <= (msg.tree.min_hops + 1) * depth:
                     end = msg.inject_end
                 elif background:
@@ -346,11 +348,11 @@ class DesRun:
                     msg.match(i, start, rate)
                 tail = head + (n - 1) * msg.interval
                 end = start + (n - 1) * rate
-                if end > tail:
-                    add_stall(msg.tree.links[msg.tree.dest_link[i]], end - tail)
+                if end > tail:  # the receiver holds the last link back
+                    stall[msg.tree.links[msg.tree.dest_link[i]]] += end - tail
                 else:
                     end = tail
-                self.delivered += n
+                delivered += n
                 if mem is not None and buf:
                     mem[buf] = msg.payload
                 if spans is not None:
@@ -375,7 +377,7 @@ class DesRun:
                     msg.match(i, start, per_wavelet)
                 tail = head + (n - 1) * msg.interval
                 end = max(tail, start + self.overhead + (n - 1) * per_wavelet) + 1
-                self.delivered += n
+                delivered += n
                 flops += fl
                 out = None
                 if mem is not None:
@@ -389,6 +391,9 @@ class DesRun:
                         fabric.horizon = env.now
                     k_out = max(sinterval, per_wavelet * n / max(sn, 1))
                     smsg = self._post(x, y, t_out, scolor, sn, k_out, stree, out)
+                    sent += 1
+                    injected += sn
+                    expected += sn * len(smsg.arrivals)
                     send_end = yield from self._send(xy, smsg, t_out)
                     end = max(end, send_end)
                 if spans is not None:
@@ -397,10 +402,26 @@ class DesRun:
                 t = end
         self.finish[xy] = t if t >= ramp_free else ramp_free
         self.busy[y, x] = busy
+        self.messages += sent
+        self.injected += injected
+        self.expected += expected
+        self.delivered += delivered
         self.flops[y, x] = flops
 
     # -- run ------------------------------------------------------------------------------------
     def run(self) -> EngineResult:
+        # The run allocates many small, short-lived objects and no reference cycles that matter;
+        # the cyclic garbage collector would rescan them over and over (and make the wall time
+        # erratic), so it is paused for the run.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run(self) -> EngineResult:
         wall = time.perf_counter()
         self._allocate()
         compiler = Compiler(self.program, self.spec, self.fabric.router)

@@ -103,7 +103,13 @@ class Fabric:
         links = tree.links
         if len(links) == 1:  # one hop: the common nearest-neighbour case
             link = links[0]
-            start = reserve(link, earliest_first, n)
+            sched = self.schedules.get(link)
+            if sched is not None and earliest_first > sched[1][-1] and len(sched[0]) <= 64:
+                sched[0].append(earliest_first)  # after all reserved so far: no search
+                sched[1].append(earliest_first + n)
+                start = earliest_first
+            else:
+                start = reserve(link, earliest_first, n)
             if start > earliest_first:
                 self.stall[link] += start - earliest_first
                 if n > depth:
@@ -131,10 +137,6 @@ class Fabric:
                         inject_end = end
         late = hop + ramp
         return [heads[i] + late for i in tree.dest_link], inject_end
-
-    def add_stall(self, link: int, cycles: float) -> None:
-        if cycles > 0:
-            self.stall[link] += cycles
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(wavelets, busy, stall)`` per link, each shaped ``(4, height, width)``."""
