@@ -20,6 +20,7 @@ import numpy as np
 
 import wse_sim
 from wse_sim.errors import WseSimError
+from wse_sim.hardware import get_preset
 from wse_sim.spec import get_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -117,7 +118,19 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two models, two meshes")
+    parser.add_argument(
+        "--from-csv", action="store_true", help="only rewrite the docs table from the saved CSV"
+    )
     args = parser.parse_args(argv)
+    if args.from_csv:
+        with open(RESULTS / "placements.csv", newline="") as fh:
+            saved = [
+                {k: (float(v) if k in ("tokens_per_s", "latency_cycles") and v else v)
+                 for k, v in row.items()}
+                for row in csv.DictReader(fh)
+            ]  # fmt: skip
+        update_doc(saved, DOC)
+        return 0
     models = MODELS[:2] if args.quick else MODELS
     meshes = MESHES[:2] if args.quick else MESHES
     rows = []
@@ -138,7 +151,51 @@ def main(argv: list[str] | None = None) -> int:
             writer.writerow({k: row.get(k, "") for k in FIELDS})
     plot(rows, RESULTS / "placements.png")
     print(f"wrote {RESULTS / 'placements.csv'} and {RESULTS / 'placements.png'}", file=sys.stderr)
+    if not args.quick:
+        update_doc(rows, DOC)
+        print(f"updated the table in {DOC}", file=sys.stderr)
     return 0
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "placement.md"
+BEGIN, END = "<!-- BEGIN placements table -->", "<!-- END placements table -->"
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: tokens/s per placement for every (model, mesh, mode) where one fits."""
+    clock = {preset: get_preset(preset).pe.clock_hz for preset in {"demo", "wse2"}}
+    cases: dict[tuple[str, str, str], dict[str, dict]] = {}
+    for row in rows:
+        cases.setdefault((row["model"], row["mesh"], row["mode"]), {})[row["placement"]] = row
+    lines = [
+        "| model | mesh | mode | whole | pipeline | pipeline latency | stream |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (model, mesh, mode), by in cases.items():
+        if not any(r.get("tokens_per_s") for r in by.values()):
+            continue
+
+        def tps(name: str, by: dict[str, dict] = by) -> str:
+            r = by.get(name, {})
+            return f"{r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") else "no fit"
+
+        pipe = by.get("pipeline", {})
+        latency = "-"
+        if pipe.get("latency_cycles"):
+            hz = clock["wse2"] if mesh == "750x994" else clock["demo"]
+            latency = f"{pipe['latency_cycles'] / hz * 1e3:.3g} ms"
+        lines.append(
+            f"| {model} | {mesh} | {mode} | {tps('whole')} | {tps('pipeline')} | {latency} | "
+            f"{tps('stream')} |"
+        )
+    return "\n".join(lines)
+
+
+def update_doc(rows: list[dict], doc: Path) -> None:
+    """Replace the table between the markers of docs/placement.md with this run's numbers."""
+    text = doc.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    doc.write_text(text[:start] + "\n" + table(rows) + "\n" + text[end:])
 
 
 if __name__ == "__main__":
