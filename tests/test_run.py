@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from run_helpers import RUN_JSON_KEYS
 
 import wse_sim
 from wse_sim.api import run as api_run
@@ -351,22 +352,7 @@ def test_des_memoises_identical_layers():
 def test_json_has_the_fields_and_round_trips(tmp_path):
     r = _run("prefill", "pipeline", mesh="32x8")
     data = json.loads(r.to_json())
-    for key in (
-        "model",
-        "mode",
-        "mesh",
-        "placement",
-        "engine",
-        "cycles",
-        "seconds",
-        "flops",
-        "tokens_per_s",
-        "tflops",
-        "peak_fraction",
-        "utilization",
-        "per_op",
-        "inputs",
-    ):
+    for key in (*RUN_JSON_KEYS, "inputs"):
         assert key in data
     assert data["mesh"] == {"width": 32, "height": 8}
     assert set(data["utilization"]) == {

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from run_helpers import RUN_JSON_KEYS
 
 CONFIG = {
     "model_type": "gpt2",
@@ -18,21 +19,8 @@ CONFIG = {
     "n_positions": 128,
     "torch_dtype": "float16",
 }
-REQUIRED = (
-    "model",
-    "mode",
-    "mesh",
-    "placement",
-    "engine",
-    "cycles",
-    "seconds",
-    "flops",
-    "tokens_per_s",
-    "tflops",
-    "peak_fraction",
-    "utilization",
-    "per_op",
-)
+SMALL = ("--preset", "small", "--mesh", "8x8", "--seq", "16")
+"""The small 8x8 wafer and short sequence most runs here use."""
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -57,12 +45,7 @@ def test_run_writes_json_npz_heatmap_and_trace(model, tmp_path):
     p = _cli(
         "--model",
         model,
-        "--preset",
-        "small",
-        "--mesh",
-        "8x8",
-        "--seq",
-        "16",
+        *SMALL,
         "--engine",
         "des",
         "--placement",
@@ -77,7 +60,7 @@ def test_run_writes_json_npz_heatmap_and_trace(model, tmp_path):
     )
     assert p.returncode == 0, p.stderr
     data = json.loads(out.read_text())
-    for key in REQUIRED:
+    for key in RUN_JSON_KEYS:
         assert key in data
     assert data["mesh"] == {"width": 8, "height": 8}
     assert (data["engine"], data["placement"], data["mode"]) == ("des", "pipeline", "prefill")
@@ -114,12 +97,7 @@ def test_placement_file_via_cli_and_bad_file_exit_2(model, tmp_path):
     p = _cli(
         "--model",
         model,
-        "--preset",
-        "small",
-        "--mesh",
-        "8x8",
-        "--seq",
-        "16",
+        *SMALL,
         "--placement",
         str(good),
         "--json",

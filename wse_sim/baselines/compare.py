@@ -237,6 +237,28 @@ def wafer_power_w(spec: WaferSpec, wafers: int = 1) -> tuple[float | None, str]:
     return WAFER_SYSTEM_POWER_W[name] * wafers, WAFER_POWER_SOURCES[name]
 
 
+def _wafer_power_fields(
+    spec: WaferSpec, wafers: int = 1
+) -> tuple[float | None, str | None, list[str]]:
+    """:func:`wafer_power_w` as a wafer row uses it: the power [W] (or ``None``), the config's
+    ``power_source`` (``None`` when the power is unknown) and the row's first notes (why the
+    energy is blank, if it is)."""
+    power, note = wafer_power_w(spec, wafers)
+    if power is None:
+        return None, None, [f"energy blank: {note}"]
+    return power, note, []
+
+
+def _mesh_text(spec: WaferSpec) -> str:
+    """The mesh as ``WxH`` (PEs)."""
+    return f"{spec.mesh.width}x{spec.mesh.height}"
+
+
+def _unknown_kernel(kernel: str) -> ConfigError:
+    """The error for a kernel :func:`compare_kernel` cannot cost."""
+    return ConfigError("kernel", kernel, f"compare takes {', '.join(COMPARE_KERNELS)}")
+
+
 # -- calibration ------------------------------------------------------------------------------
 def point_group(point: dict[str, Any]) -> str:
     """The calibration group (:data:`CALIBRATION_GROUPS`) of one calibration point."""
@@ -412,16 +434,15 @@ def wafer_model_row(
     _check_wafers(opts.wafers)
     spec = spec or opts.spec()
     chosen = wafer_placement(opts, placement)
-    power, power_note = wafer_power_w(spec, opts.wafers)
+    power, power_source, notes = _wafer_power_fields(spec, opts.wafers)
     config: dict[str, Any] = {
         "preset": spec.name,
-        "mesh": f"{spec.mesh.width}x{spec.mesh.height}",
+        "mesh": _mesh_text(spec),
         "placement": chosen,
         "engine": opts.engine,
         "wafers": opts.wafers,
-        "power_source": power_note if power is not None else None,
+        "power_source": power_source,
     }
-    notes = [] if power is not None else [f"energy blank: {power_note}"]
     try:
         run = run_wafer_model(model, mode, batch, seq, context, dtype, opts, chosen, spec)
     except PlanError as exc:
@@ -489,7 +510,7 @@ def _wafer_row(
 
 
 def _wafer_name(spec: WaferSpec, wafers: int) -> str:
-    name = f"{spec.name} {spec.mesh.width}x{spec.mesh.height}"
+    name = f"{spec.name} {_mesh_text(spec)}"
     return name if wafers == 1 else f"{wafers}x {name}"
 
 
@@ -579,7 +600,7 @@ def kernel_opspec(
         return softmax_op(sizes["rows"], sizes["cols"], dtype)
     if kernel == "elementwise":
         return elementwise_op(sizes["length"], str(options.get("op", "add")), dtype)
-    raise ConfigError("kernel", kernel, f"compare takes {', '.join(COMPARE_KERNELS)}")
+    raise _unknown_kernel(kernel)
 
 
 def kernel_work(kernel: str, op: OpSpec) -> str:
@@ -647,7 +668,7 @@ def wafer_kernel_result(
 def wafer_kernel_row(kernel: str, res: Any, spec: WaferSpec) -> CompareRow:
     """The wafer's row from a :class:`KernelResult`; the peak is the whole mesh's."""
     peak = spec.peak_flops_per_s(res.dtype)
-    power, note = wafer_power_w(spec)
+    power, power_source, notes = _wafer_power_fields(spec)
     seconds = float(res.seconds)
     x, y, w, h = res.region
     return CompareRow(
@@ -663,16 +684,16 @@ def wafer_kernel_row(kernel: str, res: Any, spec: WaferSpec) -> CompareRow:
         energy_j=power * seconds if power is not None else None,
         config={
             "preset": spec.name,
-            "mesh": f"{spec.mesh.width}x{spec.mesh.height}",
+            "mesh": _mesh_text(spec),
             "engine": res.engine,
             "algorithm": res.algorithm,
             "region": [x, y, w, h],
             "dtype": res.dtype,
             "cycles": res.cycles,
             "sizes": dict(res.sizes),
-            "power_source": note if power is not None else None,
+            "power_source": power_source,
         },
-        notes=[] if power is not None else [f"energy blank: {note}"],
+        notes=notes,
     )
 
 
@@ -687,7 +708,7 @@ def compare_kernel(
     """One kernel on the wafer (closed form unless ``wafer.engine`` says ``des``) and on one GPU
     of each kind. Rows: the wafer first, then the GPUs in the order given."""
     if kernel not in COMPARE_KERNELS:
-        raise ConfigError("kernel", kernel, f"compare takes {', '.join(COMPARE_KERNELS)}")
+        raise _unknown_kernel(kernel)
     gpus = gpus or GpuOptions()
     if gpus.n_gpus != 1:
         raise ConfigError(

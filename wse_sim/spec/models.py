@@ -213,74 +213,55 @@ _GPT2 = "learned positions, LayerNorm, GELU, tied embeddings"
 _CEREBRAS = "GPT-3 style, seq 2048, tied embeddings"
 _LLAMA = "RoPE, RMSNorm, SwiGLU, untied embeddings"
 
+
+def _gpt2_preset(name: str, title: str, layers: int, d: int, heads: int, d_ff: int) -> ModelPreset:
+    """A GPT-2 preset (1024 positions); ``title`` names it and its size."""
+    return ModelPreset(name, f"{title}: {_GPT2}", _gpt2(name, layers, d, heads, d_ff, 1024))
+
+
+def _cerebras_preset(size: str, layers: int, d: int, heads: int, d_ff: int) -> ModelPreset:
+    """A Cerebras-GPT preset (GPT-2 shape, 2048 positions) named by its ``size`` (``1.3B``)."""
+    name = f"cerebras-gpt-{size.lower()}"
+    spec = _gpt2(name, layers, d, heads, d_ff, 2048)
+    return ModelPreset(name, f"Cerebras-GPT {size}: {_CEREBRAS}", spec)
+
+
+def _llama_preset(
+    name: str,
+    title: str,
+    layers: int,
+    d: int,
+    heads: int,
+    kv: int,
+    d_ff: int,
+    vocab: int,
+    max_seq: int,
+) -> ModelPreset:
+    """A LLaMA preset; the description states MHA or GQA, the vocabulary and ``max_seq``."""
+    attention = "MHA" if kv == heads else f"GQA {kv} kv heads"
+    description = f"{title}: {_LLAMA}, {attention}, vocab {vocab}, seq {max_seq}"
+    spec = _llama(name, layers, d, heads, kv, d_ff, vocab, max_seq)
+    return ModelPreset(name, description, spec)
+
+
 MODEL_PRESETS: dict[str, ModelPreset] = {
     p.name: p
     for p in (
-        ModelPreset(
-            "gpt2-small", f"GPT-2 124M: {_GPT2}", _gpt2("gpt2-small", 12, 768, 12, 3072, 1024)
-        ),
-        ModelPreset(
-            "gpt2-medium", f"GPT-2 355M: {_GPT2}", _gpt2("gpt2-medium", 24, 1024, 16, 4096, 1024)
-        ),
-        ModelPreset(
-            "gpt2-large", f"GPT-2 774M: {_GPT2}", _gpt2("gpt2-large", 36, 1280, 20, 5120, 1024)
-        ),
-        ModelPreset("gpt2-xl", f"GPT-2 1.5B: {_GPT2}", _gpt2("gpt2-xl", 48, 1600, 25, 6400, 1024)),
-        ModelPreset(
-            "cerebras-gpt-111m",
-            f"Cerebras-GPT 111M: {_CEREBRAS}",
-            _gpt2("cerebras-gpt-111m", 10, 768, 12, 3072, 2048),
-        ),
-        ModelPreset(
-            "cerebras-gpt-256m",
-            f"Cerebras-GPT 256M: {_CEREBRAS}",
-            _gpt2("cerebras-gpt-256m", 14, 1088, 17, 4352, 2048),
-        ),
-        ModelPreset(
-            "cerebras-gpt-590m",
-            f"Cerebras-GPT 590M: {_CEREBRAS}",
-            _gpt2("cerebras-gpt-590m", 18, 1536, 12, 6144, 2048),
-        ),
-        ModelPreset(
-            "cerebras-gpt-1.3b",
-            f"Cerebras-GPT 1.3B: {_CEREBRAS}",
-            _gpt2("cerebras-gpt-1.3b", 24, 2048, 16, 8192, 2048),
-        ),
-        ModelPreset(
-            "cerebras-gpt-2.7b",
-            f"Cerebras-GPT 2.7B: {_CEREBRAS}",
-            _gpt2("cerebras-gpt-2.7b", 32, 2560, 32, 10240, 2048),
-        ),
-        ModelPreset(
-            "cerebras-gpt-6.7b",
-            f"Cerebras-GPT 6.7B: {_CEREBRAS}",
-            _gpt2("cerebras-gpt-6.7b", 32, 4096, 32, 16384, 2048),
-        ),
-        ModelPreset(
-            "cerebras-gpt-13b",
-            f"Cerebras-GPT 13B: {_CEREBRAS}",
-            _gpt2("cerebras-gpt-13b", 40, 5120, 40, 20480, 2048),
-        ),
-        ModelPreset(
-            "llama2-7b",
-            f"LLaMA-2 7B: {_LLAMA}, MHA, vocab 32000, seq 4096",
-            _llama("llama2-7b", 32, 4096, 32, 32, 11008, 32000, 4096),
-        ),
-        ModelPreset(
-            "llama2-13b",
-            f"LLaMA-2 13B: {_LLAMA}, MHA, vocab 32000, seq 4096",
-            _llama("llama2-13b", 40, 5120, 40, 40, 13824, 32000, 4096),
-        ),
-        ModelPreset(
-            "llama3-8b",
-            f"LLaMA-3 8B: {_LLAMA}, GQA 8 kv heads, vocab 128256, seq 8192",
-            _llama("llama3-8b", 32, 4096, 32, 8, 14336, 128256, 8192),
-        ),
-        ModelPreset(
-            "llama3-70b",
-            f"LLaMA-3 70B: {_LLAMA}, GQA 8 kv heads, vocab 128256, seq 8192",
-            _llama("llama3-70b", 80, 8192, 64, 8, 28672, 128256, 8192),
-        ),
+        _gpt2_preset("gpt2-small", "GPT-2 124M", 12, 768, 12, 3072),
+        _gpt2_preset("gpt2-medium", "GPT-2 355M", 24, 1024, 16, 4096),
+        _gpt2_preset("gpt2-large", "GPT-2 774M", 36, 1280, 20, 5120),
+        _gpt2_preset("gpt2-xl", "GPT-2 1.5B", 48, 1600, 25, 6400),
+        _cerebras_preset("111M", 10, 768, 12, 3072),
+        _cerebras_preset("256M", 14, 1088, 17, 4352),
+        _cerebras_preset("590M", 18, 1536, 12, 6144),
+        _cerebras_preset("1.3B", 24, 2048, 16, 8192),
+        _cerebras_preset("2.7B", 32, 2560, 32, 10240),
+        _cerebras_preset("6.7B", 32, 4096, 32, 16384),
+        _cerebras_preset("13B", 40, 5120, 40, 20480),
+        _llama_preset("llama2-7b", "LLaMA-2 7B", 32, 4096, 32, 32, 11008, 32000, 4096),
+        _llama_preset("llama2-13b", "LLaMA-2 13B", 40, 5120, 40, 40, 13824, 32000, 4096),
+        _llama_preset("llama3-8b", "LLaMA-3 8B", 32, 4096, 32, 8, 14336, 128256, 8192),
+        _llama_preset("llama3-70b", "LLaMA-3 70B", 80, 8192, 64, 8, 28672, 128256, 8192),
     )
 }
 
