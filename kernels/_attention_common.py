@@ -5,6 +5,9 @@
   drift apart. Its cycles come from :func:`wse_sim.hardware.cost.vector_cycles` only.
 * Per-PE fields: helpers that keep per-PE quantities as scalars when they are uniform and as
   cheap broadcast views of small patterns otherwise (no per-PE Python loops).
+* Binary merge trees of partial softmax states: level masks, per-level IR ops, finish times
+  (cycles) and merge counts, shared by the decode reduction and the prefill replica merge.
+* Layout choice: the SRAM cap, the fastest-fitting candidate and the no-fit message's source.
 * Numerics used by the functional programs: element rounding to the kernel dtype, the
   online-softmax update of one key tile and the merge of two partial softmax states.
 """
@@ -12,13 +15,27 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 from wse_sim.hardware import cost
 from wse_sim.hardware.spec import WaferSpec
-from wse_sim.program.ir import Compute, ComputeFn, IntField, Region
+from wse_sim.program.ir import (
+    Compute,
+    ComputeFn,
+    Dest,
+    IntField,
+    Phase,
+    Program,
+    Recv,
+    Region,
+    Send,
+)
+
+L = TypeVar("L")
 
 ACC_BYTES = 4
 """Bytes of one accumulator element (running max, running sum, output accumulator): fp32."""
@@ -47,6 +64,11 @@ def alu_work(kind: str, elements: IntField, instructions: IntField, nbytes: int)
     """An element-wise op that reads and writes one ``nbytes`` operand per element."""
     e = np.asarray(elements)
     return Work(kind, as_field(e), instructions, as_field(e * nbytes), as_field(e * nbytes))
+
+
+def map_work(w: Work, f: Callable[[IntField], IntField]) -> Work:
+    """``w`` with ``f`` applied to each of its fields (elements, instructions, reads, writes)."""
+    return Work(w.kind, f(w.elements), f(w.instructions), f(w.reads), f(w.writes))
 
 
 def as_field(value: IntField | np.ndarray) -> IntField:
@@ -124,6 +146,20 @@ def state_merge_works(rows: int, d: int) -> list[Work]:
     ]
 
 
+def finalize_works(rows: int, d: int, nbytes: int) -> list[Work]:
+    """Dividing the accumulator of ``rows`` query rows by the running sum: ``1 / l`` as
+    ``rsqrt(l)^2``, then the accumulator times ``1 / l`` (``nbytes`` per operand element)."""
+    return [
+        alu_work("rsqrt", rows, 1, nbytes),
+        alu_work("mul", rows + rows * d, rows + 1, nbytes),
+    ]
+
+
+def state_message_wavelets(spec: WaferSpec, rows: int, d: int) -> int:
+    """Wavelets of a partial state (o, m, l) of ``rows`` query rows of ``d`` elements, fp32."""
+    return cost.wavelets(spec, rows * (d + 2) * ACC_BYTES)
+
+
 def tree_levels(span: int) -> int:
     """Levels of a binary reduction tree over ``span`` PEs."""
     return max(0, math.ceil(math.log2(span))) if span > 1 else 0
@@ -139,6 +175,73 @@ def tree_hops(span: int) -> int:
     return total
 
 
+def tree_level_masks(pos: np.ndarray, s: int, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """(senders, receivers) among positions ``pos`` (< ``span``) at the tree level whose partners
+    are ``s`` apart: ``pos`` sends to ``pos - s`` when ``pos mod 2s == s``."""
+    return pos % (2 * s) == s, (pos % (2 * s) == 0) & (pos + s < span)
+
+
+def tree_merge_counts(span: int) -> np.ndarray:
+    """How many partial states each of ``span`` positions merges in a binary tree (float)."""
+    counts = np.zeros(span)
+    j = np.arange(span)
+    for lv in range(tree_levels(span)):
+        counts[tree_level_masks(j, 1 << lv, span)[1]] += 1
+    return counts
+
+
+def tree_finish(t: np.ndarray, n: int, t_merge: Any, R: int, H: int) -> np.ndarray:
+    """Binary-tree merge along the last axis of ``t`` (cycle each position's state is ready;
+    the partner ``s`` positions away at level ``s``), in place in ``t`` (its dtype is kept):
+    the cycle position 0 of every row is done merging. A state of ``n`` wavelets leaves its
+    sender ``2R + sH + n - 1`` cycles before the receiver has it all."""
+    span = t.shape[-1]
+    for lv in range(tree_levels(span)):
+        s = 1 << lv
+        recv = np.arange(0, span - s, 2 * s)
+        arrival = t[..., recv + s] + 2 * R + s * H + n - 1
+        t[..., recv] = np.maximum(arrival, t[..., recv] + n - 1) + t_merge
+    return t[..., 0]
+
+
+def merge_level_ops(
+    color: int,
+    n: int,
+    offset: tuple[int, int],
+    senders: np.ndarray,
+    receivers: np.ndarray,
+    merge: list[Work],
+    dtype: str,
+    fn: ComputeFn | None,
+) -> list[Any]:
+    """IR ops of one merge-tree level: ``senders`` send their state (``n`` wavelets) by
+    ``offset`` PEs, ``receivers`` take it from the opposite side and merge it (``fn``)."""
+    src = (-offset[0], -offset[1])
+    return [
+        Send(color, n, Dest.to(*offset), mask=senders, buffer="state"),
+        Recv(color, n, src=src, mask=receivers, buffer="incoming"),
+        *compute_ops(merge, dtype, receivers, fn),
+    ]
+
+
+def next_color(color: int, first: int, colors: int) -> int:
+    """The color after ``color`` among ``first`` .. ``colors - 1`` (wrapping to ``first``)."""
+    return color + 1 if color + 1 < colors else first
+
+
+def compute_op(w: Work, dtype: str, mask: np.ndarray | None = None) -> Compute:
+    """The IR ``Compute`` op of ``w`` on the PEs of ``mask`` (all when ``None``)."""
+    return Compute(
+        kind=w.kind,
+        elements=w.elements,
+        dtype=dtype,
+        instructions=w.instructions,
+        sram_read_bytes=w.reads,
+        sram_write_bytes=w.writes,
+        mask=mask,
+    )
+
+
 def compute_ops(
     works: list[Work],
     dtype: str,
@@ -146,18 +249,7 @@ def compute_ops(
     fn: ComputeFn | None = None,
 ) -> list[Compute]:
     """IR ``Compute`` ops for ``works``; ``fn`` (the functional update) rides on the last one."""
-    ops = [
-        Compute(
-            kind=w.kind,
-            elements=w.elements,
-            dtype=dtype,
-            instructions=w.instructions,
-            sram_read_bytes=w.reads,
-            sram_write_bytes=w.writes,
-            mask=mask,
-        )
-        for w in works
-    ]
+    ops = [compute_op(w, dtype, mask) for w in works]
     if ops:
         ops[-1].fn = fn
     return ops
@@ -173,6 +265,61 @@ def pad_to(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     out = np.zeros(shape, dtype=float)
     out[: values.shape[0], : values.shape[1]] = values
     return out
+
+
+def attention_program(
+    region: Region, phases: list[Phase], sram: IntField, flops: float, fx: Any
+) -> Program:
+    """The ``attention`` IR program; ``fx`` (functional mode, or ``None``) gives init/collect."""
+    return Program(
+        name="attention",
+        region=region,
+        phases=phases,
+        sram_bytes=sram,
+        flops=flops,
+        init=fx.init if fx else None,
+        collect=fx.collect if fx else None,
+    )
+
+
+# -- choosing a layout --------------------------------------------------------------------------
+
+
+def sram_cap(spec: WaferSpec, budget: int | None) -> int:
+    """Data bytes a PE may use: ``pe.data_sram_bytes``, or ``budget`` when smaller."""
+    return spec.pe.data_sram_bytes if budget is None else min(budget, spec.pe.data_sram_bytes)
+
+
+def cap_source(spec: WaferSpec, cap: int) -> str:
+    """Which setting ``cap`` bytes come from, for error messages."""
+    return "pe.data_sram_bytes" if cap >= spec.pe.data_sram_bytes else "sram_budget"
+
+
+def fastest_fit(
+    layouts: Iterable[L | None],
+    spec: WaferSpec,
+    dtype: str,
+    cap: int,
+    sram_bytes: Callable[[L, int], int],
+    quick_cycles: Callable[[WaferSpec, str, L], float],
+) -> tuple[L | None, int | None]:
+    """(the layout with the fewest ``quick_cycles``, ties: fewest PEs ``width * height``, among
+    those whose ``sram_bytes`` (bytes per PE) is at most ``cap``, or ``None``; the least
+    ``sram_bytes`` seen). ``None`` entries are skipped; the first of equal candidates wins."""
+    b = cost.dtype_bytes(dtype)
+    best: tuple[float, int, Any] | None = None
+    least: int | None = None
+    for lay in layouts:
+        if lay is None:
+            continue
+        need = sram_bytes(lay, b)
+        least = need if least is None else min(least, need)
+        if need > cap:
+            continue
+        key = (quick_cycles(spec, dtype, lay), lay.width * lay.height)
+        if best is None or key < best[:2]:
+            best = (*key, lay)
+    return (None if best is None else best[2]), least
 
 
 # -- numerics of the functional programs -------------------------------------------------------
@@ -256,6 +403,22 @@ def merge_states(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         "o": sa["o"] * wa[..., None] + sb["o"] * wb[..., None],
     }
     return pack_state(merged).astype(np.float32)
+
+
+class FunctionalBase:
+    """Common part of the per-PE numpy work of a functional program: the dtype-rounded inputs
+    ``q``, ``k``, ``v``, the softmax scale ``1 / sqrt(head_dim)`` and the layout position of a
+    PE (``lay.pe_of`` of its offset in ``region``)."""
+
+    def __init__(self, lay: Any, region: Region, dtype: str, inputs: dict[str, np.ndarray]) -> None:
+        self.lay, self.region, self.dtype = lay, region, dtype
+        self.q = round_to(dtype, inputs["q"])
+        self.k = round_to(dtype, inputs["k"])
+        self.v = round_to(dtype, inputs["v"])
+        self.scale = 1.0 / math.sqrt(lay.head_dim)
+
+    def _where(self, x: int, y: int) -> tuple[int, int, int]:
+        return self.lay.pe_of(x - self.region.x, y - self.region.y)
 
 
 def finish_state(state: dict[str, np.ndarray], dtype: str) -> np.ndarray:

@@ -30,31 +30,13 @@ import numpy as np
 from wse_sim.errors import PlanError
 from wse_sim.hardware import cost
 from wse_sim.hardware.spec import WaferSpec
-from wse_sim.kernels._attention_common import (
-    ACC_BYTES,
-    Work,
-    alu_work,
-    as_field,
-    compute_ops,
-    empty_state,
-    finish_state,
-    merge_states,
-    online_update,
-    pack_state,
-    pad_to,
-    round_to,
-    state_merge_works,
-    tree_hops,
-    tree_levels,
-    unpack_state,
-    used_region,
-    works_cycles,
-    works_flops,
-)
+from wse_sim.kernels import _attention_common as com
 from wse_sim.kernels.base import Estimate, Plan
 from wse_sim.program.ir import Dest, Phase, Program, Recv, Region, Send
 
 Q_COLOR = 0
+SIZE_FIELDS = ("batch", "heads", "kv_heads", "context", "head_dim")
+"""Fields of :class:`DecodeLayout` that are plan sizes of the same name."""
 
 
 @dataclass(frozen=True)
@@ -134,11 +116,7 @@ class DecodeLayout:
     def from_plan(cls, plan: Plan) -> DecodeLayout:
         s, t = plan.sizes, plan.tiling
         return cls(
-            batch=s["batch"],
-            heads=s["heads"],
-            kv_heads=s["kv_heads"],
-            context=s["context"],
-            head_dim=s["head_dim"],
+            **{n: s[n] for n in SIZE_FIELDS},
             block_width=t["block_width"],
             block_height=t["block_height"],
             units_per_block=t["units_per_block"],
@@ -175,7 +153,7 @@ class DecodeLayout:
 # -- work ---------------------------------------------------------------------------------------
 
 
-def partial_works(lay: DecodeLayout, tokens: Any, nbytes: int) -> list[Work]:
+def partial_works(lay: DecodeLayout, tokens: Any, nbytes: int) -> list[com.Work]:
     """Scores, local softmax and weighted values over ``tokens`` cache entries per PE."""
     rows, d = lay.query_rows, lay.head_dim
     t = np.asarray(tokens)
@@ -183,26 +161,23 @@ def partial_works(lay: DecodeLayout, tokens: Any, nbytes: int) -> list[Work]:
     busy = (t > 0).astype(np.int64)
     e = pairs * d
     return [
-        Work("fmac", as_field(2 * e), as_field(2 * pairs), as_field(4 * e * nbytes),
-             as_field((pairs + e) * nbytes)),
-        alu_work("mul", pairs, rows * busy, nbytes),
-        alu_work("max", pairs, rows * busy, nbytes),
-        alu_work("add", 2 * pairs, 2 * rows * busy, nbytes),
-        alu_work("exp", pairs, rows * busy, nbytes),
+        com.Work("fmac", com.as_field(2 * e), com.as_field(2 * pairs),
+                 com.as_field(4 * e * nbytes), com.as_field((pairs + e) * nbytes)),
+        com.alu_work("mul", pairs, rows * busy, nbytes),
+        com.alu_work("max", pairs, rows * busy, nbytes),
+        com.alu_work("add", 2 * pairs, 2 * rows * busy, nbytes),
+        com.alu_work("exp", pairs, rows * busy, nbytes),
     ]  # fmt: skip
 
 
-def merge_works(lay: DecodeLayout) -> list[Work]:
+def merge_works(lay: DecodeLayout) -> list[com.Work]:
     """Merging a received partial state into the own one (fp32 accumulators)."""
-    return state_merge_works(lay.query_rows, lay.head_dim)
+    return com.state_merge_works(lay.query_rows, lay.head_dim)
 
 
-def final_works(lay: DecodeLayout) -> list[Work]:
-    rows, d = lay.query_rows, lay.head_dim
-    return [
-        alu_work("rsqrt", rows, 1, ACC_BYTES),
-        alu_work("mul", rows + rows * d, rows + 1, ACC_BYTES),
-    ]
+def final_works(lay: DecodeLayout) -> list[com.Work]:
+    """The root's division of the merged accumulators by the sums (fp32)."""
+    return com.finalize_works(lay.query_rows, lay.head_dim, com.ACC_BYTES)
 
 
 def q_wavelets(spec: WaferSpec, lay: DecodeLayout, nbytes: int) -> int:
@@ -211,14 +186,14 @@ def q_wavelets(spec: WaferSpec, lay: DecodeLayout, nbytes: int) -> int:
 
 def state_wavelets(spec: WaferSpec, lay: DecodeLayout) -> int:
     """A partial state (o, m, l) of every query row, fp32."""
-    return cost.wavelets(spec, lay.query_rows * (lay.head_dim + 2) * ACC_BYTES)
+    return com.state_message_wavelets(spec, lay.query_rows, lay.head_dim)
 
 
 def sram_bytes(lay: DecodeLayout, nbytes: int) -> int:
     """Data bytes on the busiest PE: queries, K and V slices, scores, two partial states."""
     rows, d, t = lay.query_rows, lay.head_dim, lay.max_tokens
     kv = lay.units_per_block * 2 * t * d * nbytes
-    return rows * d * nbytes + kv + rows * t * ACC_BYTES + 2 * rows * (d + 2) * ACC_BYTES
+    return rows * d * nbytes + kv + rows * t * com.ACC_BYTES + 2 * rows * (d + 2) * com.ACC_BYTES
 
 
 def _sram_used(lay: DecodeLayout, nbytes: int) -> np.ndarray:
@@ -235,10 +210,10 @@ def _tokens(lay: DecodeLayout, per_pe: int) -> DecodeLayout:
 def sram_map(plan: Plan) -> np.ndarray:
     """Data bytes per PE of ``plan.region`` (0 on PEs the layout leaves idle)."""
     lay = DecodeLayout.from_plan(plan)
-    return pad_to(_sram_used(lay, cost.dtype_bytes(plan.dtype)), plan.region.shape)
+    return com.pad_to(_sram_used(lay, cost.dtype_bytes(plan.dtype)), plan.region.shape)
 
 
-levels = tree_levels
+levels = com.tree_levels
 
 
 # -- layout -------------------------------------------------------------------------------------
@@ -251,11 +226,7 @@ def make_layout(
     ``head_split`` units."""
     units = sizes["batch"] * sizes["kv_heads"] * head_split
     return DecodeLayout(
-        batch=sizes["batch"],
-        heads=sizes["heads"],
-        kv_heads=sizes["kv_heads"],
-        context=sizes["context"],
-        head_dim=sizes["head_dim"],
+        **{n: sizes[n] for n in SIZE_FIELDS},
         block_width=bw,
         block_height=bh,
         units_per_block=math.ceil(units / (gx * gy)),
@@ -274,14 +245,14 @@ def quick_cycles(spec: WaferSpec, dtype: str, lay: DecodeLayout) -> int:
     f, b = spec.fabric, cost.dtype_bytes(dtype)
     R, H = f.ramp_latency_cycles, f.hop_latency_cycles
     nq, nr = q_wavelets(spec, lay, b), state_wavelets(spec, lay)
-    t_part = int(works_cycles(spec, dtype, partial_works(lay, lay.max_tokens, b)))
-    t_merge = int(works_cycles(spec, dtype, merge_works(lay)))
+    t_part = int(com.works_cycles(spec, dtype, partial_works(lay, lay.max_tokens, b)))
+    t_merge = int(com.works_cycles(spec, dtype, merge_works(lay)))
     total = (2 * R + nq - 1 if lay.block_pes > 1 else 0) + t_part
     for span in (lay.block_width, lay.block_height):
         for lv in range(levels(span)):
             s = 1 << lv
             total += 2 * s * H + 2 * R + nr - 1 + t_merge
-    return total + int(works_cycles(spec, dtype, final_works(lay)))
+    return total + int(com.works_cycles(spec, dtype, final_works(lay)))
 
 
 def _pow2_upto(limit: int) -> list[int]:
@@ -338,26 +309,19 @@ def choose_layout(
 ) -> DecodeLayout:
     """Fastest (block grid, head split) whose busiest PE fits ``budget`` bytes (default: the
     PE's data SRAM); ties: fewest PEs. PlanError when none fits."""
-    cap, b = spec.pe.data_sram_bytes, cost.dtype_bytes(dtype)
-    if budget is not None:
-        cap = min(cap, budget)
+    cap = com.sram_cap(spec, budget)
     group = sizes["heads"] // sizes["kv_heads"]
     splits = [head_split] if head_split else [d for d in range(1, group + 1) if group % d == 0]
-    best: tuple[int, int, DecodeLayout] | None = None
-    need = None
-    for hs in splits:
-        units = sizes["batch"] * sizes["kv_heads"] * hs
-        for gx, gy, bw, bh in _grids(units, sizes["context"], region, block):
-            lay = make_layout(sizes, gx, gy, bw, bh, hs)
-            lay_need = sram_bytes(lay, b)
-            need = lay_need if need is None else min(need, lay_need)
-            if lay_need > cap:
-                continue
-            key = (quick_cycles(spec, dtype, lay), lay.width * lay.height)
-            if best is None or key < best[:2]:
-                best = (*key, lay)
+
+    def layouts():
+        for hs in splits:
+            units = sizes["batch"] * sizes["kv_heads"] * hs
+            for gx, gy, bw, bh in _grids(units, sizes["context"], region, block):
+                yield make_layout(sizes, gx, gy, bw, bh, hs)
+
+    best, need = com.fastest_fit(layouts(), spec, dtype, cap, sram_bytes, quick_cycles)
     if best is not None:
-        return best[2]
+        return best
     raise PlanError(_no_fit_message(spec, region, sizes, dtype, need, cap))
 
 
@@ -375,7 +339,7 @@ def _no_fit_message(
     g, d = sizes["heads"] // sizes["kv_heads"], sizes["head_dim"]
     one = make_layout(sizes | {"batch": 1, "kv_heads": 1, "heads": g, "context": 0}, 1, 1, 1, 1)
     fixed = sram_bytes(one, b)
-    per_token = 2 * d * b + g * ACC_BYTES
+    per_token = 2 * d * b + g * com.ACC_BYTES
     if fixed + per_token > cap:
         hint = f"even one token per PE needs {fixed + per_token} bytes; reduce head_dim or heads"
     else:
@@ -387,7 +351,7 @@ def _no_fit_message(
             f"(e.g. {side}x{side}), or a shorter context"
         )
     needed = "?" if need is None else str(need)
-    source = "pe.data_sram_bytes" if cap >= spec.pe.data_sram_bytes else "sram_budget"
+    source = com.cap_source(spec, cap)
     return (
         f"attention decode: needs {needed} bytes per PE on region {region.width}x{region.height} "
         f"for context={sizes['context']}, a PE has {cap} ({source}); {hint}"
@@ -401,17 +365,11 @@ def _tile(block_field: Any, lay: DecodeLayout) -> Any:
     """A block-shaped field repeated over all blocks (scalars stay scalars)."""
     if not isinstance(block_field, np.ndarray):
         return block_field
-    return as_field(np.tile(block_field, (lay.blocks_y, lay.blocks_x)))
+    return com.as_field(np.tile(block_field, (lay.blocks_y, lay.blocks_x)))
 
 
-def _tile_work(w: Work, lay: DecodeLayout) -> Work:
-    return Work(
-        w.kind,
-        _tile(w.elements, lay),
-        _tile(w.instructions, lay),
-        _tile(w.reads, lay),
-        _tile(w.writes, lay),
-    )
+def _tile_work(w: com.Work, lay: DecodeLayout) -> com.Work:
+    return com.map_work(w, lambda v: _tile(v, lay))
 
 
 def _block_mask(block_mask: np.ndarray, lay: DecodeLayout) -> np.ndarray:
@@ -423,7 +381,7 @@ def build_program(
 ) -> Program:
     lay = DecodeLayout.from_plan(plan)
     dtype = plan.dtype
-    region = used_region(plan.region, lay.width, lay.height)
+    region = com.used_region(plan.region, lay.width, lay.height)
     b = cost.dtype_bytes(dtype)
     bw, bh = lay.block_width, lay.block_height
     px = np.arange(bw)[None, :].repeat(bh, axis=0)
@@ -446,7 +404,9 @@ def build_program(
             )
         )  # fmt: skip
     partial = [_tile_work(w, lay) for w in partial_works(lay, lay.token_counts(), b)]
-    phases.append(Phase("partial", compute_ops(partial, dtype, None, fx.partial if fx else None)))
+    phases.append(
+        Phase("partial", com.compute_ops(partial, dtype, None, fx.partial if fx else None))
+    )
 
     merge = merge_works(lay)
     color = 1
@@ -454,29 +414,24 @@ def build_program(
         on_line = np.ones_like(root) if axis == "x" else (px == 0)
         for lv in range(levels(span)):
             s = 1 << lv
-            snd = on_line & (pos % (2 * s) == s)
-            rcv = on_line & (pos % (2 * s) == 0) & (pos + s < span)
+            snd, rcv = com.tree_level_masks(pos, s, span)
             off = (-s, 0) if axis == "x" else (0, -s)
-            src = (s, 0) if axis == "x" else (0, s)
-            ops: list[Any] = [
-                Send(color, nr, Dest.to(*off), mask=_block_mask(snd, lay), buffer="state"),
-                Recv(color, nr, src=src, mask=_block_mask(rcv, lay), buffer="incoming"),
-                *compute_ops(merge, dtype, _block_mask(rcv, lay), fx.merge if fx else None),
-            ]
+            ops = com.merge_level_ops(
+                color, nr, off, _block_mask(on_line & snd, lay), _block_mask(on_line & rcv, lay),
+                merge, dtype, fx.merge if fx else None,
+            )  # fmt: skip
             phases.append(Phase(f"reduce {axis} {lv}", ops))
-            color = color + 1 if color + 1 < spec.fabric.colors else 1
-    phases.append(
-        Phase("finalize", compute_ops(final_works(lay), dtype, _block_mask(root, lay),
-                                      fx.finish if fx else None))
-    )  # fmt: skip
-    return Program(
-        name="attention",
-        region=region,
-        phases=phases,
-        sram_bytes=as_field(_sram_used(lay, b).astype(np.int64)),
-        flops=float(executed_flops(lay, spec, dtype).sum()),
-        init=fx.init if fx else None,
-        collect=fx.collect if fx else None,
+            color = com.next_color(color, 1, spec.fabric.colors)
+    fin = com.compute_ops(
+        final_works(lay), dtype, _block_mask(root, lay), fx.finish if fx else None
+    )
+    phases.append(Phase("finalize", fin))
+    return com.attention_program(
+        region,
+        phases,
+        com.as_field(_sram_used(lay, b).astype(np.int64)),
+        float(executed_flops(lay, spec, dtype).sum()),
+        fx,
     )
 
 
@@ -492,25 +447,18 @@ def by_tokens(lay: DecodeLayout, f: Any) -> np.ndarray:
 def executed_flops(lay: DecodeLayout, spec: WaferSpec, dtype: str) -> np.ndarray:
     """FLOPs per PE of the whole region (array), as the program executes them."""
     b = cost.dtype_bytes(dtype)
-    per = by_tokens(lay, lambda t: works_flops(partial_works(lay, t, b))).astype(float)
+    per = by_tokens(lay, lambda t: com.works_flops(partial_works(lay, t, b))).astype(float)
     merges = _merge_counts(lay)
-    per += merges * float(works_flops(merge_works(lay)))
-    per[0, 0] += float(works_flops(final_works(lay)))
+    per += merges * float(com.works_flops(merge_works(lay)))
+    per[0, 0] += float(com.works_flops(final_works(lay)))
     return np.tile(per, (lay.blocks_y, lay.blocks_x))
 
 
 def _merge_counts(lay: DecodeLayout) -> np.ndarray:
     """How many partial states each PE of a block merges."""
-    bw, bh = lay.block_width, lay.block_height
-    counts = np.zeros((bh, bw))
-    for lv in range(levels(bw)):
-        s = 1 << lv
-        x = np.arange(bw)
-        counts[:, (x % (2 * s) == 0) & (x + s < bw)] += 1
-    for lv in range(levels(bh)):
-        s = 1 << lv
-        y = np.arange(bh)
-        counts[(y % (2 * s) == 0) & (y + s < bh), 0] += 1
+    counts = np.zeros((lay.block_height, lay.block_width))
+    counts += com.tree_merge_counts(lay.block_width)[None, :]  # the row trees
+    counts[:, 0] += com.tree_merge_counts(lay.block_height)  # the tree along column 0
     return counts
 
 
@@ -533,12 +481,12 @@ def estimate(plan: Plan, spec: WaferSpec) -> Estimate:
         arrival[0, 0] = nq
     else:
         arrival = np.zeros((1, 1), dtype=np.int64)
-    t_part = by_tokens(lay, lambda t: works_cycles(spec, dtype, partial_works(lay, t, b)))
+    t_part = by_tokens(lay, lambda t: com.works_cycles(spec, dtype, partial_works(lay, t, b)))
     ready = (arrival + t_part).astype(np.int64)
-    t_merge = int(works_cycles(spec, dtype, merge_works(lay)))
+    t_merge = int(com.works_cycles(spec, dtype, merge_works(lay)))
     ready_rows = _tree(ready, nr, t_merge, R, H)  # (bh,) after the x trees
     root = _tree(ready_rows[None, :], nr, t_merge, R, H)[0]
-    t_fin = int(works_cycles(spec, dtype, final_works(lay)))
+    t_fin = int(com.works_cycles(spec, dtype, final_works(lay)))
     total = float(root + t_fin)
 
     compute = int(np.max(t_part)) + (levels(bw) + levels(bh)) * t_merge + t_fin
@@ -553,42 +501,26 @@ def estimate(plan: Plan, spec: WaferSpec) -> Estimate:
             "latency": float(t_q),
         },
         link_wavelets=float(links * lay.blocks_x * lay.blocks_y),
-        pe_flops=pad_to(executed_flops(lay, spec, dtype), plan.region.shape),
+        pe_flops=com.pad_to(executed_flops(lay, spec, dtype), plan.region.shape),
     )
 
 
 def _tree(ready: np.ndarray, n: int, t_merge: int, R: int, H: int) -> np.ndarray:
     """Binary-tree reduction along the last axis of ``ready`` (cycles each PE is ready); returns
     the cycle position 0 of every row finishes its last merge."""
-    t = ready.astype(np.int64).copy()
-    span = t.shape[-1]
-    for lv in range(levels(span)):
-        s = 1 << lv
-        recv = np.arange(0, span - s, 2 * s)
-        send = recv + s
-        last = t[..., send] + 2 * R + s * H + n - 1
-        t[..., recv] = np.maximum(last, t[..., recv] + n - 1) + t_merge
-    return t[..., 0]
+    return com.tree_finish(ready.astype(np.int64), n, t_merge, R, H)
 
 
-_tree_hops = tree_hops
+_tree_hops = com.tree_hops
 
 
 # -- functional mode ----------------------------------------------------------------------------
 
 
-class _Functional:
-    def __init__(
-        self, lay: DecodeLayout, region: Region, dtype: str, inputs: dict[str, np.ndarray]
-    ) -> None:
-        self.lay, self.region, self.dtype = lay, region, dtype
-        self.q = round_to(dtype, inputs["q"])
-        self.k = round_to(dtype, inputs["k"])
-        self.v = round_to(dtype, inputs["v"])
-        self.scale = 1.0 / math.sqrt(lay.head_dim)
+class _Functional(com.FunctionalBase):
+    """The per-PE numpy work of the functional decode program."""
 
-    def _where(self, x: int, y: int) -> tuple[int, int, int]:
-        return self.lay.pe_of(x - self.region.x, y - self.region.y)
+    lay: DecodeLayout
 
     def init(self, x: int, y: int) -> dict[str, Any]:
         lay = self.lay
@@ -614,19 +546,19 @@ class _Functional:
     def partial(self, mem: dict[str, Any], x: int, y: int) -> None:
         lay = self.lay
         q = mem["q"][:, :, None, :]  # (units, g, 1, d)
-        state = empty_state((q.shape[0], lay.unit_heads, 1), lay.head_dim)
+        state = com.empty_state((q.shape[0], lay.unit_heads, 1), lay.head_dim)
         n_tok = mem["k"].shape[1]
         if n_tok:
             allowed = np.ones((1, n_tok), dtype=bool)
-            online_update(state, q, mem["k"][:, None], mem["v"][:, None], allowed, self.scale)
-        mem["state"] = pack_state(state)[:, :, 0, :]
+            com.online_update(state, q, mem["k"][:, None], mem["v"][:, None], allowed, self.scale)
+        mem["state"] = com.pack_state(state)[:, :, 0, :]
 
     @staticmethod
     def merge(mem: dict[str, Any], x: int, y: int) -> None:
-        mem["state"] = merge_states(mem["state"], np.asarray(mem.pop("incoming")))
+        mem["state"] = com.merge_states(mem["state"], np.asarray(mem.pop("incoming")))
 
     def finish(self, mem: dict[str, Any], x: int, y: int) -> None:
-        mem["out"] = finish_state(unpack_state(mem["state"]), self.dtype)
+        mem["out"] = com.finish_state(com.unpack_state(mem["state"]), self.dtype)
 
     def collect(self, memories: dict[tuple[int, int], dict[str, Any]]) -> np.ndarray:
         lay = self.lay

@@ -32,43 +32,14 @@ import numpy as np
 from wse_sim.errors import PlanError
 from wse_sim.hardware import cost
 from wse_sim.hardware.spec import WaferSpec
-from wse_sim.kernels._attention_common import (
-    ACC_BYTES,
-    Work,
-    alu_work,
-    as_field,
-    compute_ops,
-    empty_state,
-    finish_state,
-    merge_states,
-    online_update,
-    pack_state,
-    pad_to,
-    round_to,
-    state_merge_works,
-    tree_hops,
-    tree_levels,
-    unpack_state,
-    used_region,
-    work_cycles,
-    works_cycles,
-    works_flops,
-)
+from wse_sim.kernels import _attention_common as com
 from wse_sim.kernels.base import Estimate, Plan
-from wse_sim.program.ir import (
-    Compute,
-    Dest,
-    IntField,
-    Phase,
-    Program,
-    Recv,
-    Region,
-    Send,
-    Stream,
-)
+from wse_sim.program.ir import Dest, IntField, Phase, Program, Recv, Region, Send, Stream
 
 K_COLOR = 0
 V_COLOR = 1
+SIZE_FIELDS = ("batch", "heads", "kv_heads", "seq", "head_dim")
+"""Fields of :class:`PrefillLayout` that are plan sizes of the same name."""
 
 
 @dataclass(frozen=True)
@@ -178,11 +149,7 @@ class PrefillLayout:
     def from_plan(cls, plan: Plan) -> PrefillLayout:
         s, t = plan.sizes, plan.tiling
         return cls(
-            batch=s["batch"],
-            heads=s["heads"],
-            kv_heads=s["kv_heads"],
-            seq=s["seq"],
-            head_dim=s["head_dim"],
+            **{n: s[n] for n in SIZE_FIELDS},
             causal=bool(plan.options.get("causal", True)),
             ring=t["ring"],
             rows=t["rows_per_unit"],
@@ -245,44 +212,57 @@ def pairs_per_head_round(lay: PrefillLayout) -> int:
     return (2 if lay.causal else 4) * lay.qchunk * lay.chunk
 
 
-def qk_work(lay: PrefillLayout, pairs_head: IntField, nbytes: int) -> Work:
+def _pair_fmac(
+    lay: PrefillLayout, pairs_head: IntField, nbytes: int, out_elements: int
+) -> com.Work:
+    """One fmac instruction of length head_dim per (query, key) pair of all the PE's units
+    and heads, reading two operands and writing ``out_elements`` elements per pair."""
+    pairs = np.asarray(pairs_head) * lay.units_per_block * lay.heads_per_pe
+    e = pairs * lay.head_dim
+    return com.Work(
+        "fmac",
+        com.as_field(e),
+        com.as_field(pairs),
+        com.as_field(2 * e * nbytes),
+        com.as_field(pairs * out_elements * nbytes),
+    )
+
+
+def qk_work(lay: PrefillLayout, pairs_head: IntField, nbytes: int) -> com.Work:
     """Scores: one dot product of length head_dim per (query, key) pair."""
-    pairs = np.asarray(pairs_head) * lay.units_per_block * lay.heads_per_pe
-    e = pairs * lay.head_dim
-    return Work(
-        "fmac", as_field(e), as_field(pairs), as_field(2 * e * nbytes), as_field(pairs * nbytes)
-    )
+    return _pair_fmac(lay, pairs_head, nbytes, 1)
 
 
-def pv_work(lay: PrefillLayout, pairs_head: IntField, nbytes: int) -> Work:
+def pv_work(lay: PrefillLayout, pairs_head: IntField, nbytes: int) -> com.Work:
     """Context: one axpy of length head_dim per (query, key) pair."""
-    pairs = np.asarray(pairs_head) * lay.units_per_block * lay.heads_per_pe
-    e = pairs * lay.head_dim
-    return Work(
-        "fmac", as_field(e), as_field(pairs), as_field(2 * e * nbytes), as_field(e * nbytes)
-    )
+    return _pair_fmac(lay, pairs_head, nbytes, lay.head_dim)
 
 
-def softmax_works(lay: PrefillLayout, pairs_head: IntField, nbytes: int) -> list[Work]:
+def tile_works(lay: PrefillLayout, pairs_head: IntField, nbytes: int) -> list[com.Work]:
+    """Folding one key/value tile: scores, online-softmax update, weighted values."""
+    return [
+        qk_work(lay, pairs_head, nbytes),
+        *softmax_works(lay, pairs_head, nbytes),
+        pv_work(lay, pairs_head, nbytes),
+    ]
+
+
+def softmax_works(lay: PrefillLayout, pairs_head: IntField, nbytes: int) -> list[com.Work]:
     """Online-softmax update of one tile: scale, max, subtract, exp, sum per score, plus the
     per-row rescale of the running max, sum and accumulator."""
     pairs = np.asarray(pairs_head) * lay.units_per_block * lay.heads_per_pe
     rows, d = lay.query_rows, lay.head_dim
     return [
-        alu_work("mul", pairs + rows + rows * d, 2 * rows + 1, nbytes),
-        alu_work("max", pairs + rows, rows + 1, nbytes),
-        alu_work("add", 2 * pairs + 2 * rows, 2 * rows + 2, nbytes),
-        alu_work("exp", pairs + rows, rows + 1, nbytes),
+        com.alu_work("mul", pairs + rows + rows * d, 2 * rows + 1, nbytes),
+        com.alu_work("max", pairs + rows, rows + 1, nbytes),
+        com.alu_work("add", 2 * pairs + 2 * rows, 2 * rows + 2, nbytes),
+        com.alu_work("exp", pairs + rows, rows + 1, nbytes),
     ]
 
 
-def final_works(lay: PrefillLayout, nbytes: int) -> list[Work]:
+def final_works(lay: PrefillLayout, nbytes: int) -> list[com.Work]:
     """1 / l as rsqrt(l)^2, then the accumulator times 1 / l."""
-    rows, d = lay.query_rows, lay.head_dim
-    return [
-        alu_work("rsqrt", rows, 1, nbytes),
-        alu_work("mul", rows + rows * d, rows + 1, nbytes),
-    ]
+    return com.finalize_works(lay.query_rows, lay.head_dim, nbytes)
 
 
 def tile_wavelets(spec: WaferSpec, lay: PrefillLayout, nbytes: int) -> int:
@@ -297,8 +277,8 @@ def sram_bytes(lay: PrefillLayout, nbytes: int) -> int:
     u, rows, d, c = lay.units_per_block, lay.query_rows, lay.head_dim, lay.chunk
     q = rows * d * nbytes
     kv_tile = u * 2 * (2 * c) * d * nbytes  # K and V of two chunks
-    scores = rows * 2 * c * ACC_BYTES
-    acc = rows * (d + 2) * ACC_BYTES
+    scores = rows * 2 * c * com.ACC_BYTES
+    acc = rows * (d + 2) * com.ACC_BYTES
     incoming = kv_tile if lay.ring > 1 else 0
     merge_in = max(0, acc - incoming) if lay.kv_split > 1 else 0
     return q + kv_tile + incoming + scores + acc + merge_in
@@ -358,8 +338,8 @@ def timing(spec: WaferSpec, dtype: str, lay: PrefillLayout) -> Timing:
     f = spec.fabric
     p = pairs_per_head_round(lay)
     n = tile_wavelets(spec, lay, b)
-    qk = float(work_cycles(spec, dtype, qk_work(lay, p, b)))
-    pv = float(work_cycles(spec, dtype, pv_work(lay, p, b)))
+    qk = float(com.work_cycles(spec, dtype, qk_work(lay, p, b)))
+    pv = float(com.work_cycles(spec, dtype, pv_work(lay, p, b)))
     rep = 0.0
     if lay.block_height > 1:
         rep = (
@@ -369,11 +349,11 @@ def timing(spec: WaferSpec, dtype: str, lay: PrefillLayout) -> Timing:
         replicate=rep,
         local=float(np.max(_local_cycles(spec, dtype, lay))),
         qk=qk,
-        softmax=float(works_cycles(spec, dtype, softmax_works(lay, p, b))),
+        softmax=float(com.works_cycles(spec, dtype, softmax_works(lay, p, b))),
         pv=pv,
         stream_k=stream_cycles(spec, n, qk),
         stream_v=stream_cycles(spec, n, pv),
-        final=float(works_cycles(spec, dtype, final_works(lay, b))),
+        final=float(com.works_cycles(spec, dtype, final_works(lay, b))),
         handover=float(2 * f.ramp_latency_cycles + f.hop_latency_cycles),
         tail=float(max(0, lay.ring - 2) * f.hop_latency_cycles),
         ring=lay.ring,
@@ -390,14 +370,14 @@ def quick_cycles(spec: WaferSpec, dtype: str, lay: PrefillLayout) -> float:
     return float(split_cycles(spec, dtype, lay, per_pe=False))
 
 
-def merge_works(lay: PrefillLayout) -> list[Work]:
+def merge_works(lay: PrefillLayout) -> list[com.Work]:
     """Merging a received partial state (o, m, l) of every query row into the own one (fp32)."""
-    return state_merge_works(lay.query_rows, lay.head_dim)
+    return com.state_merge_works(lay.query_rows, lay.head_dim)
 
 
 def state_wavelets(spec: WaferSpec, lay: PrefillLayout) -> int:
     """A partial state (o, m, l) of every query row of a PE, fp32."""
-    return cost.wavelets(spec, lay.query_rows * (lay.head_dim + 2) * ACC_BYTES)
+    return com.state_message_wavelets(spec, lay.query_rows, lay.head_dim)
 
 
 def _row_starts(spec: WaferSpec, dtype: str, lay: PrefillLayout, n: int) -> np.ndarray:
@@ -443,14 +423,7 @@ def round_ends(spec: WaferSpec, dtype: str, lay: PrefillLayout) -> np.ndarray:
 def merge_tree(ready: np.ndarray, n: int, t_merge: float, R: int, H: int) -> np.ndarray:
     """Binary-tree merge along the last axis of ``ready`` (cycle each replica's state is
     ready; partner ``s`` rows away at level ``s``): the cycle replica 0 is done merging."""
-    t = ready.astype(float).copy()
-    span = t.shape[-1]
-    for lv in range(tree_levels(span)):
-        s = 1 << lv
-        recv = np.arange(0, span - s, 2 * s)
-        arrival = t[..., recv + s] + 2 * R + s * H + n - 1
-        t[..., recv] = np.maximum(arrival, t[..., recv] + n - 1) + t_merge
-    return t[..., 0]
+    return com.tree_finish(ready.astype(float), n, t_merge, R, H)
 
 
 def split_cycles(spec: WaferSpec, dtype: str, lay: PrefillLayout, per_pe: bool = True) -> int:
@@ -461,20 +434,18 @@ def split_cycles(spec: WaferSpec, dtype: str, lay: PrefillLayout, per_pe: bool =
         ends = ends.max(axis=1, keepdims=True)
     ks = lay.kv_split
     by_replica = ends.reshape(lay.rows, ks, -1).transpose(0, 2, 1)  # (rows, ring, ks)
-    t_merge = float(works_cycles(spec, dtype, merge_works(lay)))
+    t_merge = float(com.works_cycles(spec, dtype, merge_works(lay)))
     b = cost.dtype_bytes(dtype)
     root = merge_tree(
         by_replica, state_wavelets(spec, lay), t_merge, f.ramp_latency_cycles,
         f.hop_latency_cycles,
     )  # fmt: skip
-    return math.ceil(float(root.max()) + float(works_cycles(spec, dtype, final_works(lay, b))))
+    return math.ceil(float(root.max()) + float(com.works_cycles(spec, dtype, final_works(lay, b))))
 
 
 def _local_cycles(spec: WaferSpec, dtype: str, lay: PrefillLayout) -> Any:
     b = cost.dtype_bytes(dtype)
-    p = pairs_per_head_local(lay)
-    works = [qk_work(lay, p, b), *softmax_works(lay, p, b), pv_work(lay, p, b)]
-    return works_cycles(spec, dtype, works)
+    return com.works_cycles(spec, dtype, tile_works(lay, pairs_per_head_local(lay), b))
 
 
 def _candidates(limit: int, seq_span: int) -> list[int]:
@@ -514,11 +485,7 @@ def make_layout(
     blocks_y = min(blocks, per_col)
     blocks_x = math.ceil(blocks / blocks_y)
     return PrefillLayout(
-        batch=sizes["batch"],
-        heads=sizes["heads"],
-        kv_heads=sizes["kv_heads"],
-        seq=sizes["seq"],
-        head_dim=sizes["head_dim"],
+        **{n: sizes[n] for n in SIZE_FIELDS},
         causal=causal,
         ring=ring,
         rows=rows,
@@ -555,6 +522,8 @@ def _shapes(
         for hs in splits:
             if rows:
                 shapes = [rows] if rows % hs == 0 else []
+            elif hs > region.height:  # the head group's rows do not fit the region's height
+                shapes = []
             else:
                 shapes = [hs * ps for ps in _candidates(min(region.height // hs, chunk0), chunk0)]
             for r in shapes:
@@ -577,23 +546,18 @@ def choose_layout(
 ) -> PrefillLayout:
     """The fastest layout whose PEs fit ``budget`` bytes (default: the PE's data SRAM; ties:
     fewest PEs); PlanError when none fits."""
-    cap = spec.pe.data_sram_bytes if budget is None else min(budget, spec.pe.data_sram_bytes)
-    b = cost.dtype_bytes(dtype)
-    best: tuple[float, int, PrefillLayout] | None = None
-    least: int | None = None
-    for p, r, hs, ks in _shapes(sizes, region, ring, rows, head_split, kv_split):
-        lay = make_layout(sizes, causal, p, r, hs, region, ks)
-        if lay is None:
-            continue
-        need = sram_bytes(lay, b)
-        least = need if least is None else min(least, need)
-        if need > cap:
-            continue
-        key = (quick_cycles(spec, dtype, lay), lay.width * lay.height)
-        if best is None or key < best[:2]:
-            best = (*key, lay)
+    cap = com.sram_cap(spec, budget)
+    shapes = _shapes(sizes, region, ring, rows, head_split, kv_split)
+    best, least = com.fastest_fit(
+        (make_layout(sizes, causal, p, r, hs, region, ks) for p, r, hs, ks in shapes),
+        spec,
+        dtype,
+        cap,
+        sram_bytes,
+        quick_cycles,
+    )
     if best is not None:
-        return best[2]
+        return best
     raise PlanError(_no_fit_message(spec, region, sizes, dtype, causal, least, cap))
 
 
@@ -630,7 +594,7 @@ def _no_fit_message(
     else:
         hint = "no ring length fits; reduce head_dim"
     shown = "?" if need is None else str(need)
-    source = "pe.data_sram_bytes" if cap >= spec.pe.data_sram_bytes else "sram_budget"
+    source = com.cap_source(spec, cap)
     return (
         f"attention prefill: needs {shown} bytes per PE on region "
         f"{region.width}x{region.height}, a PE has {cap} ({source}); {hint}"
@@ -646,13 +610,12 @@ def build_program(
     lay = PrefillLayout.from_plan(plan)
     dtype = plan.dtype
     b = cost.dtype_bytes(dtype)
-    region = used_region(plan.region, lay.width, lay.height)
+    region = com.used_region(plan.region, lay.width, lay.height)
     shape = region.shape
     n = tile_wavelets(spec, lay, b)
     p_local = pairs_per_head_local(lay)
     p_round = pairs_per_head_round(lay)
-    local = [qk_work(lay, p_local, b), *softmax_works(lay, p_local, b), pv_work(lay, p_local, b)]
-    local = [_fit(w, shape) for w in local]
+    local = [_fit(w, shape) for w in tile_works(lay, p_local, b)]
     qk, pv = qk_work(lay, p_round, b), pv_work(lay, p_round, b)
     soft = softmax_works(lay, p_round, b)
     fin = final_works(lay, b)
@@ -669,7 +632,7 @@ def build_program(
         # Row 0 of every block owns the column's K/V tile; copy it down the block's column.
         first = np.broadcast_to((np.arange(region.height) % bh == 0)[:, None], shape)
         down = Dest(0, 0, 1, bh - 1)
-        up = (0, as_field(np.broadcast_to(-(np.arange(region.height) % bh)[:, None], shape)))
+        up = (0, com.as_field(np.broadcast_to(-(np.arange(region.height) % bh)[:, None], shape)))
         phases.append(
             Phase(
                 "replicate",
@@ -683,7 +646,7 @@ def build_program(
         )
     # Replica j folds (and multicasts) the tiles of columns j m .. j m + m - 1.
     owns = (cols // lay.rounds == replica) if lay.kv_split > 1 else None
-    phases.append(Phase("local", compute_ops(local, dtype, owns, fx.local if fx else None)))
+    phases.append(Phase("local", com.compute_ops(local, dtype, owns, fx.local if fx else None)))
     # Step k: in replica j, column j m + k multicasts its tile along its block row (the
     # replicas' rows are independent rings, so one phase holds step k of all of them).
     for k in range(lay.rounds if lay.ring > 1 else 0):
@@ -691,29 +654,29 @@ def build_program(
             sender = np.broadcast_to(cols_row == k, shape)
             receiver = np.broadcast_to(cols_row != k, shape)
             dest = Dest(-k, lay.ring - 1 - k, 0, 0)
-            src = (as_field(np.broadcast_to(k - cols_row, shape)), 0)
+            src = (com.as_field(np.broadcast_to(k - cols_row, shape)), 0)
         else:
             s_col = replica_col * lay.rounds + k  # the sender's column, per row
             sender = cols_row == s_col
             receiver = ~sender
             dest = Dest(
-                as_field(np.broadcast_to(-cols_row, shape)),
-                as_field(np.broadcast_to(lay.ring - 1 - cols_row, shape)),
+                com.as_field(np.broadcast_to(-cols_row, shape)),
+                com.as_field(np.broadcast_to(lay.ring - 1 - cols_row, shape)),
             )
-            src = (as_field((s_col - cols_row).astype(np.int32)), 0)
+            src = (com.as_field((s_col - cols_row).astype(np.int32)), 0)
         ops: list[Any] = [
             Send(K_COLOR, n, dest, mask=sender, buffer="k"),
             Send(V_COLOR, n, dest, mask=sender, buffer="v"),
             Stream(
                 recv=Recv(K_COLOR, n, src=src),
-                compute=_compute(qk, dtype),
+                compute=com.compute_op(qk, dtype),
                 mask=receiver,
                 fn=fx.take_keys if fx else None,
             ),
-            *compute_ops(soft, dtype, receiver),
+            *com.compute_ops(soft, dtype, receiver),
             Stream(
                 recv=Recv(V_COLOR, n, src=src),
-                compute=_compute(pv, dtype),
+                compute=com.compute_op(pv, dtype),
                 mask=receiver,
                 fn=fx.round_values(k) if fx else None,
             ),
@@ -723,18 +686,11 @@ def build_program(
     if lay.kv_split > 1:
         phases.extend(_merge_phases(spec, lay, replica_col, shape, dtype, fx))
         root = np.broadcast_to(replica_col == 0, shape)
-    phases.append(Phase("finalize", compute_ops(fin, dtype, root, fx.finish if fx else None)))
+    phases.append(Phase("finalize", com.compute_ops(fin, dtype, root, fx.finish if fx else None)))
 
     block = _executed_flops(lay, spec, dtype, (lay.block_height, lay.ring))
-    return Program(
-        name="attention",
-        region=region,
-        phases=phases,
-        sram_bytes=sram_bytes(lay, b),
-        flops=float(block.sum()) * lay.blocks_x * lay.blocks_y,
-        init=fx.init if fx else None,
-        collect=fx.collect if fx else None,
-    )
+    flops = float(block.sum()) * lay.blocks_x * lay.blocks_y
+    return com.attention_program(region, phases, sram_bytes(lay, b), flops, fx)
 
 
 def _merge_phases(
@@ -751,38 +707,25 @@ def _merge_phases(
     merge = merge_works(lay)
     phases = []
     color = V_COLOR + 1
-    for lv in range(tree_levels(lay.kv_split)):
+    for lv in range(com.tree_levels(lay.kv_split)):
         s = 1 << lv
-        snd = np.broadcast_to(replica % (2 * s) == s, shape)
-        rcv = np.broadcast_to((replica % (2 * s) == 0) & (replica + s < lay.kv_split), shape)
-        ops: list[Any] = [
-            Send(color, n, Dest.to(0, -s), mask=snd, buffer="state"),
-            Recv(color, n, src=(0, s), mask=rcv, buffer="incoming"),
-            *compute_ops(merge, dtype, rcv, fx.merge if fx else None),
-        ]
+        snd, rcv = com.tree_level_masks(replica, s, lay.kv_split)
+        snd, rcv = np.broadcast_to(snd, shape), np.broadcast_to(rcv, shape)
+        ops = com.merge_level_ops(
+            color, n, (0, -s), snd, rcv, merge, dtype, fx.merge if fx else None
+        )
         phases.append(Phase(f"merge {lv}", ops))
-        color = color + 1 if color + 1 < spec.fabric.colors else V_COLOR + 1
+        color = com.next_color(color, V_COLOR + 1, spec.fabric.colors)
     return phases
 
 
-def _fit(w: Work, shape: tuple[int, int]) -> Work:
+def _fit(w: com.Work, shape: tuple[int, int]) -> com.Work:
     """Broadcast the per-row arrays of ``w`` to the region shape (views)."""
 
     def f(v: Any) -> Any:
-        return as_field(np.broadcast_to(v, shape)) if isinstance(v, np.ndarray) else v
+        return com.as_field(np.broadcast_to(v, shape)) if isinstance(v, np.ndarray) else v
 
-    return Work(w.kind, f(w.elements), f(w.instructions), f(w.reads), f(w.writes))
-
-
-def _compute(w: Work, dtype: str) -> Compute:
-    return Compute(
-        kind=w.kind,
-        elements=w.elements,
-        dtype=dtype,
-        instructions=w.instructions,
-        sram_read_bytes=w.reads,
-        sram_write_bytes=w.writes,
-    )
+    return com.map_work(w, f)
 
 
 def _executed_flops(lay: PrefillLayout, spec: WaferSpec, dtype: str, shape: tuple[int, int]):
@@ -791,13 +734,9 @@ def _executed_flops(lay: PrefillLayout, spec: WaferSpec, dtype: str, shape: tupl
     scaling."""
     b = cost.dtype_bytes(dtype)
     p_local, p_round = pairs_per_head_local(lay), pairs_per_head_round(lay)
-    local = works_flops(
-        [qk_work(lay, p_local, b), *softmax_works(lay, p_local, b), pv_work(lay, p_local, b)]
-    )
-    rnd = works_flops(
-        [qk_work(lay, p_round, b), *softmax_works(lay, p_round, b), pv_work(lay, p_round, b)]
-    )
-    fin = works_flops(final_works(lay, b))
+    local = com.works_flops(tile_works(lay, p_local, b))
+    rnd = com.works_flops(tile_works(lay, p_round, b))
+    fin = com.works_flops(final_works(lay, b))
     local = np.asarray(local)
     if local.ndim:  # per-row pattern over the used region: the rows of ``shape``
         local = local[: shape[0]]
@@ -805,12 +744,8 @@ def _executed_flops(lay: PrefillLayout, spec: WaferSpec, dtype: str, shape: tupl
     owns = np.arange(shape[1])[None, :] % lay.ring // lay.rounds == replica
     per_pe = np.where(owns, np.asarray(local) + (lay.rounds - 1) * int(rnd), lay.rounds * int(rnd))
     if lay.kv_split > 1:
-        merges = np.zeros(lay.kv_split)
-        for lv in range(tree_levels(lay.kv_split)):
-            s = 1 << lv
-            j = np.arange(lay.kv_split)
-            merges[(j % (2 * s) == 0) & (j + s < lay.kv_split)] += 1
-        per_pe = per_pe + merges[replica] * float(works_flops(merge_works(lay)))
+        merges = com.tree_merge_counts(lay.kv_split)
+        per_pe = per_pe + merges[replica] * float(com.works_flops(merge_works(lay)))
     per_pe = per_pe + np.where(replica == 0, int(fin), 0)
     return np.broadcast_to(per_pe, shape).astype(float)
 
@@ -822,7 +757,7 @@ def sram_map(plan: Plan) -> np.ndarray:
     """Data bytes per PE of ``plan.region`` (0 on PEs the layout leaves idle)."""
     lay = PrefillLayout.from_plan(plan)
     used = np.full((lay.height, lay.width), float(sram_bytes(lay, cost.dtype_bytes(plan.dtype))))
-    return pad_to(used, plan.region.shape)
+    return com.pad_to(used, plan.region.shape)
 
 
 def estimate(plan: Plan, spec: WaferSpec) -> Estimate:
@@ -836,20 +771,20 @@ def estimate(plan: Plan, spec: WaferSpec) -> Estimate:
     lay = PrefillLayout.from_plan(plan)
     tm = timing(spec, plan.dtype, lay)
     used = (lay.height, lay.width)
-    pe_flops = pad_to(_executed_flops(lay, spec, plan.dtype, used), plan.region.shape)
+    pe_flops = com.pad_to(_executed_flops(lay, spec, plan.dtype, used), plan.region.shape)
     ks = lay.kv_split
     total = math.ceil(tm.cycles - 1e-9) if ks == 1 else split_cycles(spec, plan.dtype, lay)
     rounds = lay.rounds if lay.ring > 1 else 0
-    t_merge = float(works_cycles(spec, plan.dtype, merge_works(lay)))
+    t_merge = float(com.works_cycles(spec, plan.dtype, merge_works(lay)))
     n_state = state_wavelets(spec, lay)
     compute = (
         tm.local
         + tm.final
         + rounds * (min(tm.stream_k, tm.qk) + tm.softmax + min(tm.stream_v, tm.pv))
-        + tree_levels(ks) * t_merge
+        + com.tree_levels(ks) * t_merge
     )
     comm = tm.replicate + rounds * (max(0.0, tm.stream_k - tm.qk) + max(0.0, tm.stream_v - tm.pv))
-    comm += tree_levels(ks) * n_state
+    comm += com.tree_levels(ks) * n_state
     comm = max(0.0, min(comm, total - compute))
     blocks = lay.blocks_x * lay.blocks_y
     # Each round multicasts a key and a value tile over the ring - 1 links of the block rows
@@ -858,7 +793,7 @@ def estimate(plan: Plan, spec: WaferSpec) -> Estimate:
     # Replication: a key and a value tile down block_height - 1 links of every block column.
     links += 2 * tm.wavelets * (lay.block_height - 1) * lay.width * lay.blocks_y
     # Merge: one state per tree edge, per (query slice, column).
-    links += tree_hops(ks) * n_state * lay.rows * lay.ring * blocks
+    links += com.tree_hops(ks) * n_state * lay.rows * lay.ring * blocks
     return Estimate(
         cycles=float(total),
         breakdown={
@@ -874,20 +809,10 @@ def estimate(plan: Plan, spec: WaferSpec) -> Estimate:
 # -- functional mode ----------------------------------------------------------------------------
 
 
-class _Functional:
+class _Functional(com.FunctionalBase):
     """The per-PE numpy work of the functional program (closures over the layout)."""
 
-    def __init__(
-        self, lay: PrefillLayout, region: Region, dtype: str, inputs: dict[str, np.ndarray]
-    ) -> None:
-        self.lay, self.region, self.dtype = lay, region, dtype
-        self.q = round_to(dtype, inputs["q"])
-        self.k = round_to(dtype, inputs["k"])
-        self.v = round_to(dtype, inputs["v"])
-        self.scale = 1.0 / math.sqrt(lay.head_dim)
-
-    def _where(self, x: int, y: int) -> tuple[int, int, int]:
-        return self.lay.pe_of(x - self.region.x, y - self.region.y)
+    lay: PrefillLayout
 
     def _gather(self, src: np.ndarray, unit: int, heads: slice, pos: np.ndarray) -> np.ndarray:
         """Rows ``pos`` of ``src[b, heads]`` for ``unit``; zeros for padding units/positions."""
@@ -922,7 +847,7 @@ class _Functional:
         mem: dict[str, Any] = {"q": np.stack(q)}
         if (y - self.region.y) % lay.block_height == 0:  # the others get a copy (replicate)
             mem.update(k=np.stack(k), v=np.stack(v))
-        mem.update(empty_state((len(units), lay.heads_per_pe, len(qpos)), lay.head_dim))
+        mem.update(com.empty_state((len(units), lay.heads_per_pe, len(qpos)), lay.head_dim))
         return mem
 
     def _fold(self, mem: dict[str, Any], x: int, y: int, j: int, k: Any, v: Any) -> None:
@@ -933,18 +858,18 @@ class _Functional:
         allowed = np.broadcast_to(kpos < lay.seq, (len(qpos), len(kpos)))
         if lay.causal:
             allowed = allowed & (kpos[None, :] <= qpos[:, None])
-        online_update(mem, mem["q"], k[:, None], v[:, None], allowed, self.scale)
+        com.online_update(mem, mem["q"], k[:, None], v[:, None], allowed, self.scale)
         if lay.kv_split > 1:  # the payload of the merge messages
-            mem["state"] = pack_state({n: mem[n] for n in ("o", "m", "l")})
+            mem["state"] = com.pack_state({n: mem[n] for n in ("o", "m", "l")})
 
     @staticmethod
     def merge(mem: dict[str, Any], x: int, y: int) -> None:
         """Fold a partial state from another replica (disjoint keys) into the own one."""
         own = mem.get("state")
         incoming = np.asarray(mem.pop("incoming"))
-        merged = incoming if own is None else merge_states(own, incoming)
+        merged = incoming if own is None else com.merge_states(own, incoming)
         mem["state"] = merged
-        mem.update(unpack_state(merged))
+        mem.update(com.unpack_state(merged))
 
     def local(self, mem: dict[str, Any], x: int, y: int) -> None:
         _, _, i = self._where(x, y)
@@ -966,7 +891,7 @@ class _Functional:
         return fn
 
     def finish(self, mem: dict[str, Any], x: int, y: int) -> None:
-        mem["out"] = finish_state(mem, self.dtype)
+        mem["out"] = com.finish_state(mem, self.dtype)
 
     def collect(self, memories: dict[tuple[int, int], dict[str, Any]]) -> np.ndarray:
         lay = self.lay

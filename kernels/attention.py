@@ -128,31 +128,35 @@ def _int_option(options: dict[str, Any], name: str) -> int | None:
     return int(value)
 
 
-def _check_shape_options(options: dict[str, Any], region: Region, sizes: dict[str, int]) -> None:
-    """Prefill layout overrides must fit the region and the head group."""
+def _check_at_most(name: str, value: int | None, limit: int, what: str) -> None:
+    """ConfigError when the option ``name`` is set above ``limit`` (the region's ``what``)."""
+    if value and value > limit:
+        raise ConfigError(name, value, f"must be at most the region {what} ({limit})")
+
+
+def _check_head_split(split: int | None, sizes: dict[str, int]) -> None:
+    """ConfigError when ``head_split`` is set and does not divide the head group."""
     group = sizes["heads"] // sizes["kv_heads"]
-    ring = _int_option(options, "ring")
-    rows = _int_option(options, "rows_per_unit")
-    split = _int_option(options, "head_split")
-    if ring and ring > region.width:
-        raise ConfigError("ring", ring, f"must be at most the region width ({region.width})")
-    if rows and rows > region.height:
-        raise ConfigError(
-            "rows_per_unit", rows, f"must be at most the region height ({region.height})"
-        )
     if split and group % split:
         raise ConfigError(
             "head_split", split, f"must divide heads / kv_heads ({group}), e.g. 1 or {group}"
         )
+
+
+def _check_shape_options(options: dict[str, Any], region: Region, sizes: dict[str, int]) -> None:
+    """Prefill layout overrides must fit the region and the head group."""
+    ring = _int_option(options, "ring")
+    rows = _int_option(options, "rows_per_unit")
+    split = _int_option(options, "head_split")
+    _check_at_most("ring", ring, region.width, "width")
+    _check_at_most("rows_per_unit", rows, region.height, "height")
+    _check_head_split(split, sizes)
     if split and rows and rows % split:
         raise ConfigError("rows_per_unit", rows, f"must be a multiple of head_split ({split})")
     ksplit = _int_option(options, "kv_split")
     if ksplit and ring and ring % ksplit:
         raise ConfigError("kv_split", ksplit, f"must divide ring ({ring}), e.g. 1 or {ring}")
-    if ksplit and ksplit > region.height:
-        raise ConfigError(
-            "kv_split", ksplit, f"must be at most the region height ({region.height})"
-        )
+    _check_at_most("kv_split", ksplit, region.height, "height")
 
 
 @register
@@ -204,13 +208,7 @@ class AttentionKernel(Kernel):
             if bw or bh:
                 block = (bw or region.width, bh or region.height)
             split = _int_option(options, "head_split")
-            group = sz["heads"] // sz["kv_heads"]
-            if split and group % split:
-                raise ConfigError(
-                    "head_split",
-                    split,
-                    f"must divide heads / kv_heads ({group}), e.g. 1 or {group}",
-                )
+            _check_head_split(split, sz)
             lay = dec.choose_layout(spec, region, sz, dtype, block, split, budget)
             need = dec.sram_bytes(lay, dtype_bytes(dtype))
         opts = {"phase": phase, "causal": causal if phase == "prefill" else False}

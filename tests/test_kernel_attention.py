@@ -569,3 +569,13 @@ def test_kv_split_must_divide_ring():
     with pytest.raises(ConfigError) as info:
         _plan(dict(batch=1, heads=2, seq=32, head_dim=8), phase="prefill", ring=4, kv_split=3)
     assert info.value.field == "kv_split"
+
+
+def test_head_group_taller_than_the_region_is_a_plan_error_not_a_crash() -> None:
+    """GQA with 4 query heads per KV head on a 2-row region: no head split fits its height."""
+    spec = get_preset("small")
+    sizes = dict(batch=8, heads=32, kv_heads=8, seq=2048, head_dim=128, context=2048)
+    with pytest.raises(PlanError) as info:
+        KERNELS["attention"].plan(spec, Region(0, 0, 2, 2), sizes, "fp16", phase="prefill")
+    text = str(info.value)
+    assert "\n" not in text and "43008" in text and "region at least" in text
