@@ -17,49 +17,43 @@ from wse_sim.hardware.cost import elements_per_wavelet, wavelets
 from wse_sim.hardware.spec import WaferSpec
 from wse_sim.program.ir import Coord, Memory, Region
 
+from ._common import CheckedKernel, PlanRequest
 from ._layout import (
     check_algorithm,
     check_dtype,
     check_options,
-    check_region,
-    check_sizes,
     np_dtype,
 )
-from .base import Kernel, Plan
+from .base import Plan
 
 KEY = "v"
 """Memory key of the vector on every PE in functional runs."""
 
 
-class VectorCollective(Kernel):
+class VectorCollective(CheckedKernel):
     """Base of broadcast / reduce / allreduce: subclasses add the program and the estimate."""
 
     size_names = ("length",)
     per_pe_input = True
     """``x`` holds one vector per PE (reduce, allreduce) or only the root's (broadcast)."""
 
-    def plan(
-        self,
-        spec: WaferSpec,
-        region: Region,
-        sizes: dict[str, int],
-        dtype: str = "fp16",
-        algorithm: str | None = None,
-        **options: Any,
-    ) -> Plan:
+    def check_choice(
+        self, algorithm: str | None, options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         check_options(self.name, options, ())
-        algo = check_algorithm(self.name, algorithm, self.algorithms)
-        length = check_sizes(self.name, sizes, self.size_names)["length"]
-        nbytes = check_dtype(dtype)
-        check_region(spec, region)
-        tiling = self.tiling(spec, region, length, dtype, algo)
+        return check_algorithm(self.name, algorithm, self.algorithms), {}
+
+    def make_plan(self, req: PlanRequest) -> Plan:
+        spec, region, algo = req.spec, req.region, req.algorithm
+        length = req.sizes["length"]
+        tiling = self.tiling(spec, region, length, req.dtype, algo)
         if tiling["colors"] > spec.fabric.colors:
             raise PlanError(
                 f"{self.name}/{algo}: needs {tiling['colors']} colors on a "
                 f"{region.width}x{region.height} region but the fabric has {spec.fabric.colors} "
                 f"(fabric.colors); use algorithm {self.algorithms[0]}"
             )
-        need = tiling["sram_elements"] * nbytes
+        need = tiling["sram_elements"] * req.dtype_bytes
         have = spec.pe.data_sram_bytes
         if need > have:
             # Every PE holds the whole vector: a larger region does not help, a shorter one does.
@@ -67,17 +61,7 @@ class VectorCollective(Kernel):
                 f"{self.name}/{algo}: needs {need} bytes per PE but a PE has {have} bytes for "
                 f"data (pe.data_sram_bytes); use length <= {int(have * length / need)}"
             )
-        return Plan(
-            kernel=self.name,
-            algorithm=algo,
-            region=region,
-            dtype=dtype,
-            sizes={"length": length},
-            tiling=tiling,
-            sram_bytes_per_pe=need,
-            flops=self.plan_flops(region, length),
-            options={},
-        )
+        return self.plan_of(req, tiling, need, self.plan_flops(region, length), {})
 
     def tiling(
         self, spec: WaferSpec, region: Region, length: int, dtype: str, algorithm: str

@@ -7,15 +7,20 @@ program (DES) and the closed form (analytic) charge exactly the same numbers.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from wse_sim.errors import ConfigError, PlanError
-from wse_sim.hardware.cost import dtype_bytes, vector_cycles, wavelets
+from wse_sim.hardware.cost import dtype_bytes, wavelets
 from wse_sim.hardware.spec import WaferSpec
 from wse_sim.program.ir import Compute, ComputeFn, Dest, Memory, Op, Recv, Region, Send
+
+from ._layout import check_dtype, check_region, check_sizes, compute_cycles
+from .base import Kernel, Plan
 
 TOLERANCES: dict[str, tuple[float, float]] = {
     "fp16": (2e-2, 2e-2),
@@ -79,16 +84,7 @@ def matmul_compute(
 
 def matmul_cycles(spec: WaferSpec, dtype: str, rows: int, cols: int, depth: int) -> int:
     """Cycles of :func:`matmul_compute` (via :func:`wse_sim.hardware.cost.vector_cycles`)."""
-    c = matmul_compute(dtype, rows, cols, depth)
-    return vector_cycles(
-        spec,
-        c.kind,
-        dtype,
-        int(c.elements),
-        int(c.instructions),
-        int(c.sram_read_bytes),
-        int(c.sram_write_bytes),
-    )
+    return compute_cycles(spec, matmul_compute(dtype, rows, cols, depth))
 
 
 def bookkeeping(fn: ComputeFn, mask: np.ndarray | None = None) -> Compute:
@@ -216,6 +212,11 @@ def _ring_fields(
     return Dest.to(0, dto), (0, dfrom)
 
 
+def _participants(participate: np.ndarray | None) -> np.ndarray | None:
+    """The mask of the PEs that take part in a ring shift (``None``: all of them)."""
+    return None if participate is None else np.asarray(participate, bool)
+
+
 def ring_send(
     axis: str,
     shape: tuple[int, int],
@@ -231,7 +232,7 @@ def ring_send(
     instruction issue (``O`` cycles); the wavelets leave through the output ramp while the
     engine goes on (a computation on ``buffer``, which it only reads, or the receive)."""
     dest, _ = _ring_fields(axis, shape, ring, pos)
-    mask = None if participate is None else np.asarray(participate, bool)
+    mask = _participants(participate)
     return Send(color=color, wavelets=n, dest=dest, mask=mask, buffer=buffer, background=True)
 
 
@@ -249,7 +250,7 @@ def ring_recv(
     receive buffer ``buffer + "_in"``, then a zero-cycle bookkeeping op makes it the new
     ``buffer`` (a pointer swap: the two buffers alternate)."""
     _, src = _ring_fields(axis, shape, ring, pos)
-    mask = None if participate is None else np.asarray(participate, bool)
+    mask = _participants(participate)
     incoming = buffer + "_in"
 
     def swap(mem: Memory, x: int, y: int) -> None:
@@ -359,10 +360,87 @@ def log_ceil(p: int, k: int) -> int:
     return levels
 
 
+# -- kernel plans -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlanRequest:
+    """The arguments of :meth:`Kernel.plan` once checked (see :class:`CheckedKernel`).
+
+    Attributes:
+        spec: the hardware.
+        region: the PEs asked for (inside the mesh).
+        sizes: problem sizes by name, whole numbers >= 1 (the kernel's ``size_names``).
+        dtype: element type; ``dtype_bytes`` is its size (bytes).
+        algorithm: the registry name of the algorithm chosen.
+        options: the options as :meth:`CheckedKernel.check_choice` returned them.
+    """
+
+    spec: WaferSpec
+    region: Region
+    sizes: dict[str, int]
+    dtype: str
+    dtype_bytes: int
+    algorithm: str
+    options: dict[str, Any]
+
+
+class CheckedKernel(Kernel):
+    """A kernel whose :meth:`plan` checks its arguments in one order, the same for every kernel:
+    algorithm and options (:meth:`check_choice`, in the kernel's own order), then sizes, dtype
+    and region; :meth:`make_plan` then tiles the checked request."""
+
+    def plan(
+        self,
+        spec: WaferSpec,
+        region: Region,
+        sizes: dict[str, int],
+        dtype: str = "fp16",
+        algorithm: str | None = None,
+        **options: Any,
+    ) -> Plan:
+        algo, opts = self.check_choice(algorithm, options)
+        checked = check_sizes(self.name, sizes, self.size_names)
+        nbytes = check_dtype(dtype)
+        check_region(spec, region)
+        return self.make_plan(PlanRequest(spec, region, checked, dtype, nbytes, algo, opts))
+
+    def plan_of(
+        self,
+        req: PlanRequest,
+        tiling: dict[str, Any],
+        sram_bytes_per_pe: int,
+        flops: float,
+        options: dict[str, Any],
+    ) -> Plan:
+        """The :class:`Plan` of ``req`` (kernel, algorithm, region, dtype and sizes as checked)
+        with its ``tiling``, busiest PE's footprint (bytes), ``flops`` (FLOPs) and options."""
+        return Plan(
+            kernel=self.name,
+            algorithm=req.algorithm,
+            region=req.region,
+            dtype=req.dtype,
+            sizes=dict(req.sizes),
+            tiling=tiling,
+            sram_bytes_per_pe=sram_bytes_per_pe,
+            flops=flops,
+            options=options,
+        )
+
+    @abstractmethod
+    def check_choice(
+        self, algorithm: str | None, options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """``(algorithm, options)`` checked: the registry name and the options to plan with."""
+
+    @abstractmethod
+    def make_plan(self, req: PlanRequest) -> Plan:
+        """The plan of a checked request; raise :class:`PlanError` when it cannot fit."""
+
+
 __all__ = [
     "allclose",
     "bookkeeping",
     "ceil_div",
+    "CheckedKernel",
     "exchange_cycles",
     "lap_hops",
     "log_ceil",
@@ -372,6 +450,7 @@ __all__ = [
     "matmul_instructions",
     "skew_cycles",
     "pad2",
+    "PlanRequest",
     "require_fit",
     "ring_exchange",
     "ring_recv",

@@ -30,19 +30,16 @@ from wse_sim.program.ir import Compute, Coord, Memory, Op, Phase, Program, Regio
 
 from . import _collective_cost as cc
 from ._collective_ops import Line, chain_reduce, line_multicast, tree_levels, tree_reduce
-from ._common import bookkeeping, ceil_div, require_fit
+from ._common import CheckedKernel, PlanRequest, bookkeeping, ceil_div, require_fit
 from ._layout import (
     check_algorithm,
-    check_dtype,
     check_options,
-    check_region,
-    check_sizes,
     compute_cycles,
     np_dtype,
     offsets,
     split,
 )
-from .base import Estimate, Kernel, Plan
+from .base import Estimate, Plan
 
 STATS_BYTES = 4
 """Statistics are fp32."""
@@ -76,7 +73,7 @@ class RowReduce:
 Stage = Local | RowReduce
 
 
-class RowwiseKernel(Kernel):
+class RowwiseKernel(CheckedKernel):
     """Base of the row-wise kernels: subclasses give ``stages``, ``vectors`` and ``reference``."""
 
     algorithms = ("tree", "chain")
@@ -93,22 +90,17 @@ class RowwiseKernel(Kernel):
         raise NotImplementedError
 
     # -- plan ---------------------------------------------------------------------------------
-    def plan(
-        self,
-        spec: WaferSpec,
-        region: Region,
-        sizes: dict[str, int],
-        dtype: str = "fp16",
-        algorithm: str | None = None,
-        **options: Any,
-    ) -> Plan:
+    def check_choice(
+        self, algorithm: str | None, options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         algo = check_algorithm(self.name, algorithm, self.algorithms)
         check_options(self.name, options, tuple(self.option_defaults))
-        opts = {k: type(d)(options.get(k, d)) for k, d in self.option_defaults.items()}
-        s = check_sizes(self.name, sizes, self.size_names)
-        rows, cols = s["rows"], s["cols"]
-        check_dtype(dtype)
-        check_region(spec, region)
+        return algo, {k: type(d)(options.get(k, d)) for k, d in self.option_defaults.items()}
+
+    def make_plan(self, req: PlanRequest) -> Plan:
+        spec, region, dtype = req.spec, req.region, req.dtype
+        algo, opts = req.algorithm, req.options
+        rows, cols = req.sizes["rows"], req.sizes["cols"]
         if region.height > rows or region.width > cols:
             raise PlanError(
                 f"{self.name}: a {region.width}x{region.height} region leaves PEs without data "
@@ -129,17 +121,9 @@ class RowwiseKernel(Kernel):
                 f"{self.name}/{algo}: needs {colors} colors but the fabric has "
                 f"{spec.fabric.colors} (fabric.colors); use algorithm chain"
             )
-        return Plan(
-            kernel=self.name,
-            algorithm=algo,
-            region=region,
-            dtype=dtype,
-            sizes={"rows": rows, "cols": cols},
-            tiling={"rows_per_pe": r_max, "cols_per_pe": c_max, "colors": colors},
-            sram_bytes_per_pe=need,
-            flops=float(self.flops_per_element * rows * cols),
-            options=opts,
-        )
+        tiling = {"rows_per_pe": r_max, "cols_per_pe": c_max, "colors": colors}
+        flops = float(self.flops_per_element * rows * cols)
+        return self.plan_of(req, tiling, need, flops, opts)
 
     @property
     def flops_per_element(self) -> int:

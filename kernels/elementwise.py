@@ -20,21 +20,19 @@ import numpy as np
 from wse_sim.errors import ConfigError
 from wse_sim.hardware.cost import dtype_bytes, flops
 from wse_sim.hardware.spec import WaferSpec
-from wse_sim.program.ir import Compute, Coord, Memory, Phase, Program, Region
+from wse_sim.program.ir import Compute, Coord, Memory, Phase, Program
 
-from ._common import ceil_div, require_fit
+from ._common import CheckedKernel, PlanRequest, ceil_div, require_fit
 from ._flops import ELEMENTWISE_STEPS, flops_per_element
 from ._layout import (
     check_algorithm,
     check_options,
-    check_region,
-    check_sizes,
     compute_cycles,
     np_dtype,
     offsets,
     split,
 )
-from .base import Estimate, Kernel, Plan, register
+from .base import Estimate, Plan, register
 
 INPUTS: dict[str, tuple[str, ...]] = {
     "add": ("a", "b"),
@@ -96,21 +94,15 @@ def apply(op: str, arrays: list[np.ndarray], options: dict[str, float]) -> list[
 
 
 @register
-class Elementwise(Kernel):
+class Elementwise(CheckedKernel):
     name = "elementwise"
     description = "add, mul, gelu, silu, copy or an AdamW update over elements spread on the PEs"
     algorithms = ("default",)
     size_names = ("length",)
 
-    def plan(
-        self,
-        spec: WaferSpec,
-        region: Region,
-        sizes: dict[str, int],
-        dtype: str = "fp16",
-        algorithm: str | None = None,
-        **options: Any,
-    ) -> Plan:
+    def check_choice(
+        self, algorithm: str | None, options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         algo = check_algorithm(self.name, algorithm, self.algorithms)
         check_options(self.name, options, ("op", *ADAMW_DEFAULTS))
         op = options.get("op", "add")
@@ -122,9 +114,12 @@ class Elementwise(Kernel):
         opts: dict[str, Any] = {"op": op}
         if op == "adamw":
             opts.update({k: float(options.get(k, d)) for k, d in ADAMW_DEFAULTS.items()})
-        length = check_sizes(self.name, sizes, self.size_names)["length"]
-        nbytes = dtype_bytes(dtype)
-        check_region(spec, region)
+        return algo, opts
+
+    def make_plan(self, req: PlanRequest) -> Plan:
+        spec, region, nbytes, opts = req.spec, req.region, req.dtype_bytes, req.options
+        op = opts["op"]
+        length = req.sizes["length"]
         per_element = ARRAYS_PER_ELEMENT[op] * nbytes
 
         def bytes_for(width: int, height: int) -> int:
@@ -132,17 +127,9 @@ class Elementwise(Kernel):
 
         per_pe = ceil_div(length, region.num_pes)
         require_fit(f"elementwise/{op}", spec, region, per_pe * per_element, bytes_for)
-        return Plan(
-            kernel=self.name,
-            algorithm=algo,
-            region=region,
-            dtype=dtype,
-            sizes={"length": length},
-            tiling={"elements_per_pe": per_pe, "arrays_per_element": ARRAYS_PER_ELEMENT[op]},
-            sram_bytes_per_pe=per_pe * per_element,
-            flops=float(flops_per_element("elementwise", op) * length),
-            options=opts,
-        )
+        tiling = {"elements_per_pe": per_pe, "arrays_per_element": ARRAYS_PER_ELEMENT[op]}
+        flops = float(flops_per_element("elementwise", op) * length)
+        return self.plan_of(req, tiling, per_pe * per_element, flops, opts)
 
     @staticmethod
     def counts(plan: Plan) -> np.ndarray:

@@ -20,18 +20,11 @@ from typing import Any
 import numpy as np
 
 from wse_sim.hardware.spec import WaferSpec
-from wse_sim.program.ir import Program, Region
+from wse_sim.program.ir import Program
 
-from ._common import require_fit
-from ._layout import (
-    check_algorithm,
-    check_dtype,
-    check_options,
-    check_region,
-    check_sizes,
-    np_dtype,
-)
-from .base import Estimate, Kernel, Plan, register
+from ._common import CheckedKernel, PlanRequest, require_fit
+from ._layout import check_algorithm, check_options, np_dtype
+from .base import Estimate, Plan, register
 from .gemm_base import GemmAlgorithm
 from .gemm_shift import Cannon, MeshGemm
 from .gemm_summa import Summa
@@ -43,51 +36,36 @@ ALGORITHMS: dict[str, GemmAlgorithm] = {
 
 
 @register
-class Gemm(Kernel):
+class Gemm(CheckedKernel):
     name = "gemm"
     description = "C = A @ B: SUMMA, Cannon, MeshGEMM (interleaved shifts) or systolic-os"
     algorithms = tuple(ALGORITHMS)
     size_names = ("m", "n", "k")
 
-    def plan(
-        self,
-        spec: WaferSpec,
-        region: Region,
-        sizes: dict[str, int],
-        dtype: str = "fp16",
-        algorithm: str | None = None,
-        **options: Any,
-    ) -> Plan:
+    def check_choice(
+        self, algorithm: str | None, options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         algo_name = check_algorithm(self.name, algorithm, self.algorithms)
-        algo = ALGORITHMS[algo_name]
         options = {k: v for k, v in options.items() if v is not None}
-        check_options(f"gemm/{algo_name}", options, algo.options)
-        s = check_sizes(self.name, sizes, self.size_names)
-        check_dtype(dtype)
-        check_region(spec, region)
+        check_options(f"gemm/{algo_name}", options, ALGORITHMS[algo_name].options)
+        return algo_name, options
+
+    def make_plan(self, req: PlanRequest) -> Plan:
+        algo_name, options, dtype, region = req.algorithm, req.options, req.dtype, req.region
+        s = req.sizes
         m, n, k = s["m"], s["n"], s["k"]
-        tiling = algo.tiling(spec, region, m, n, k, dtype, **options)
+        tiling = ALGORITHMS[algo_name].tiling(req.spec, region, m, n, k, dtype, **options)
         bytes_for = tiling.pop("bytes_for")
         need = int(tiling["sram_bytes"])
         require_fit(
             f"gemm/{algo_name} {m}x{n}x{k} {dtype}",
-            spec,
+            req.spec,
             region,
             need,
             bytes_for,
             square=algo_name in ("cannon", "meshgemm"),
         )
-        return Plan(
-            kernel=self.name,
-            algorithm=algo_name,
-            region=region,
-            dtype=dtype,
-            sizes=dict(s),
-            tiling=tiling,
-            sram_bytes_per_pe=need,
-            flops=2.0 * m * n * k,
-            options=dict(options),
-        )
+        return self.plan_of(req, tiling, need, 2.0 * m * n * k, dict(options))
 
     def program(
         self, plan: Plan, spec: WaferSpec, inputs: dict[str, np.ndarray] | None = None

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from wse_sim.hardware.spec import WaferSpec
-from wse_sim.program.ir import Coord, Memory, Program, Region
+from wse_sim.program.ir import Coord, Memory, Phase, Program, Region
 
 from ._common import pad2
 from ._layout import np_dtype
@@ -46,6 +46,31 @@ class GemmAlgorithm(ABC):
     @abstractmethod
     def sram_map(self, plan: Plan) -> np.ndarray:
         """Bytes allocated on each PE of the plan's region (shape ``region.shape``)."""
+
+    def build_program(
+        self,
+        plan: Plan,
+        grid: Region,
+        phases: list[Phase],
+        init: Any = None,
+        collect: Any = None,
+        sram_bytes: Any = None,
+    ) -> Program:
+        """The :class:`Program` ``gemm/<name>`` on ``grid`` executing the plan's FLOPs.
+
+        ``sram_bytes`` (bytes per PE) defaults to :meth:`sram_map` cut to the grid.
+        """
+        if sram_bytes is None:
+            sram_bytes = self.sram_map(plan)[: grid.height, : grid.width].astype(np.int64)
+        return Program(
+            name=f"gemm/{self.name}",
+            region=grid,
+            phases=phases,
+            sram_bytes=sram_bytes,
+            flops=plan.flops,
+            init=init,
+            collect=collect,
+        )
 
 
 def grid_of(plan: Plan) -> Region:

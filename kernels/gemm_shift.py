@@ -148,15 +148,7 @@ class _Shift(GemmAlgorithm):
         if inputs is not None:
             init = self._init(plan, inputs, grid, ring, pos)
             collect = collect_blocks(plan, grid, tm, tn, lambda x, y: (int(pos[y]), int(pos[x])))
-        return Program(
-            name=f"gemm/{self.name}",
-            region=grid,
-            phases=phases,
-            sram_bytes=int(t["sram_bytes"]),
-            flops=plan.flops,
-            init=init,
-            collect=collect,
-        )
+        return self.build_program(plan, grid, phases, init, collect, int(t["sram_bytes"]))
 
     @staticmethod
     def _init(plan: Plan, inputs: dict[str, np.ndarray], grid: Region, ring, pos):

@@ -150,15 +150,7 @@ class Summa(GemmAlgorithm):
         if inputs is not None:
             init = self._init(plan, inputs, grid)
             collect = collect_blocks(plan, grid, tm, tn, lambda x, y: (y, x))
-        return Program(
-            name="gemm/summa",
-            region=grid,
-            phases=phases,
-            sram_bytes=self.sram_map(plan)[: grid.height, : grid.width].astype(np.int64),
-            flops=plan.flops,
-            init=init,
-            collect=collect,
-        )
+        return self.build_program(plan, grid, phases, init, collect)
 
     @staticmethod
     def _init(plan: Plan, inputs: dict[str, np.ndarray], grid: Region):

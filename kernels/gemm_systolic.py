@@ -172,15 +172,7 @@ class SystolicOS(GemmAlgorithm):
         init = collect = None
         if inputs is not None:
             init, collect = self._data(plan, inputs, grid)
-        return Program(
-            name="gemm/systolic-os",
-            region=grid,
-            phases=phases,
-            sram_bytes=self.sram_map(plan)[: grid.height, : grid.width].astype(np.int64),
-            flops=plan.flops,
-            init=init,
-            collect=collect,
-        )
+        return self.build_program(plan, grid, phases, init, collect)
 
     @staticmethod
     def _data(plan: Plan, inputs: dict[str, np.ndarray], grid: Region):

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from wse_sim.errors import ConfigError
-from wse_sim.hardware.cost import dtype_bytes, vector_cycles
+from wse_sim.hardware.cost import dtype_bytes
 from wse_sim.hardware.spec import WaferSpec
 from wse_sim.program.ir import (
     Compute,
@@ -45,16 +45,18 @@ from wse_sim.program.ir import (
     Stream,
 )
 
-from ._common import ceil_div, log_ceil, pad2, require_fit, subregion, tensor_wavelets
-from ._layout import (
-    check_algorithm,
-    check_dtype,
-    check_options,
-    check_region,
-    check_sizes,
-    np_dtype,
+from ._common import (
+    CheckedKernel,
+    PlanRequest,
+    ceil_div,
+    log_ceil,
+    pad2,
+    require_fit,
+    subregion,
+    tensor_wavelets,
 )
-from .base import Estimate, Kernel, Plan, register
+from ._layout import check_algorithm, check_options, compute_cycles, np_dtype
+from .base import Estimate, Plan, register
 
 MAX_K_ARY = 12
 """Largest tree arity: the tree uses ``2 (K - 1) + 1`` colors of the fabric's 24."""
@@ -92,20 +94,8 @@ def add_compute(dtype: str, tm: int) -> Compute:
     return Compute(kind="add", elements=tm, dtype=dtype, instructions=1)
 
 
-def _cycles(spec: WaferSpec, c: Compute) -> int:
-    return vector_cycles(
-        spec,
-        c.kind,
-        c.dtype,
-        int(c.elements),
-        int(c.instructions),
-        int(c.sram_read_bytes),
-        int(c.sram_write_bytes),
-    )
-
-
 @register
-class Gemv(Kernel):
+class Gemv(CheckedKernel):
     name = "gemv"
     description = (
         "y = W @ x: row all-reduce of partial sums by a streaming pipeline or a K-ary tree"
@@ -113,21 +103,17 @@ class Gemv(Kernel):
     algorithms = ("pipeline", "tree")
     size_names = ("m", "k")
 
-    def plan(
-        self,
-        spec: WaferSpec,
-        region: Region,
-        sizes: dict[str, int],
-        dtype: str = "fp16",
-        algorithm: str | None = None,
-        **options: Any,
-    ) -> Plan:
+    def check_choice(
+        self, algorithm: str | None, options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         algo = check_algorithm(self.name, algorithm, self.algorithms)
         options = {k: v for k, v in options.items() if v is not None}
         check_options(f"gemv/{algo}", options, ("k_ary",) if algo == "tree" else ())
-        s = check_sizes(self.name, sizes, self.size_names)
-        b = check_dtype(dtype)
-        check_region(spec, region)
+        return algo, options
+
+    def make_plan(self, req: PlanRequest) -> Plan:
+        spec, region, s, dtype, b = req.spec, req.region, req.sizes, req.dtype, req.dtype_bytes
+        algo, options = req.algorithm, req.options
         m, k = s["m"], s["k"]
         opts: dict[str, Any] = {}
         if algo == "tree":
@@ -149,17 +135,7 @@ class Gemv(Kernel):
         }
         if algo == "tree":
             tiling["levels"] = log_ceil(t["pw"], opts["k_ary"])
-        return Plan(
-            kernel=self.name,
-            algorithm=algo,
-            region=region,
-            dtype=dtype,
-            sizes=dict(s),
-            tiling=tiling,
-            sram_bytes_per_pe=need,
-            flops=2.0 * m * k,
-            options=opts,
-        )
+        return self.plan_of(req, tiling, need, 2.0 * m * k, opts)
 
     def sram_map(self, plan: Plan) -> np.ndarray:
         t = plan.tiling
@@ -245,7 +221,7 @@ class Gemv(Kernel):
             f.hop_latency_cycles,
             spec.pe.instruction_overhead_cycles,
         )
-        breakdown = {"local": float(_cycles(spec, local_compute(plan.dtype, tm, tk)))}
+        breakdown = {"local": float(compute_cycles(spec, local_compute(plan.dtype, tm, tk)))}
         if pw > 1:
             if plan.algorithm == "pipeline":
                 breakdown["reduce"] = float((pw - 1) * (2 * ramp + hop + o) + ny)
